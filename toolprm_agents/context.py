@@ -1,0 +1,133 @@
+"""Key-value cache reuse: the prompt is read once per search, answers extend it.
+
+:class:`ContextStore` holds the KV cache of the prompt and of recent answer prefixes
+(beams). Asking for the context of an answer text finds the longest stored prefix of it
+and reads only the remaining tokens. :meth:`ContextStore.fork` copies a context into a
+batch of ``n`` rows for sampling or scoring its candidates in one forward pass each.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from .compute import Compute
+
+
+class PromptTooLongError(ValueError):
+    """The prompt does not fit the model's context window."""
+
+
+@dataclass
+class Context:
+    """A KV cache over prompt + answer text, and the next-token logits after it."""
+
+    cache: object
+    logits: torch.Tensor  # [vocab]
+    length: int
+
+
+def model_context_window(model) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048)
+
+
+class ContextStore:
+    """KV caches of one prompt and its answer prefixes, for one model.
+
+    Example:
+        >>> store = ContextStore(model, tokenizer, prompt_text, compute)   # doctest: +SKIP
+        >>> ctx = store.get('[{"name": "get_weather"')                     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        prompt_text: str,
+        compute: Compute,
+        *,
+        capacity: int = 8,
+        reserve_tokens: int = 256,
+        counter: str = "policy",
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.compute = compute
+        self.capacity = capacity
+        self.counter = counter
+        self.prompt_text = prompt_text
+        self._lock = threading.Lock()
+        ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        window = model_context_window(model)
+        if len(ids) + reserve_tokens > window:
+            raise PromptTooLongError(
+                f"the prompt is {len(ids)} tokens; with {reserve_tokens} tokens kept for the answer it exceeds "
+                f"the model's context window of {window} tokens: shorten the conversation or the tool list"
+            )
+        self.window = window
+        cache, logits = self._forward(ids, None)
+        self.root = Context(cache, logits, len(ids))
+        self._entries: OrderedDict[str, Context] = OrderedDict()
+
+    # -- reading tokens ----------------------------------------------------------------------
+    def _count(self, n_tokens: int, n_passes: int = 1) -> None:
+        if self.counter == "policy":
+            self.compute.prefill_tokens += n_tokens
+            self.compute.forward_passes += n_passes
+        else:
+            self.compute.scorer_tokens += n_tokens
+            self.compute.scorer_forward_passes += n_passes
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[int], cache):
+        from transformers import DynamicCache
+
+        if cache is None:
+            cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
+        self._count(len(ids))
+        return out.past_key_values, out.logits[0, -1].float()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- contexts ---------------------------------------------------------------------------
+    def get(self, text: str) -> Context:
+        """The context after ``text`` (answer text following the prompt)."""
+        with self._lock:
+            if text in self._entries:
+                self._entries.move_to_end(text)
+                return self._entries[text]
+            base_text, base = "", self.root
+            for key, ctx in self._entries.items():
+                if len(key) > len(base_text) and text.startswith(key):
+                    base_text, base = key, ctx
+        rest = self.encode(text[len(base_text):])
+        if not rest:
+            return base
+        if base.length + len(rest) > self.window:
+            raise PromptTooLongError(
+                f"prompt and answer reached {base.length + len(rest)} tokens, past the model's context window of {self.window}"
+            )
+        cache, logits = self._forward(rest, copy.deepcopy(base.cache))
+        ctx = Context(cache, logits, base.length + len(rest))
+        with self._lock:
+            self._entries[text] = ctx
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return ctx
+
+    @staticmethod
+    def fork(ctx: Context, n: int):
+        """A copy of ``ctx``'s cache with every row repeated ``n`` times."""
+        cache = copy.deepcopy(ctx.cache)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        return cache

@@ -1,0 +1,355 @@
+"""Decision steps: how an answer made of tool calls is built, one decision at a time.
+
+An answer is a JSON list of calls, written as text the policy model conditions on::
+
+    [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]
+
+The search writes this skeleton itself; the model only makes the open decisions, each
+one a *step* of the ToolPRM paper:
+
+* ``FUNC_NAME``    -- start a call: choose the function (``{"name": "get_weather"``);
+* ``ARG``          -- one argument, name and value (``"city": "Paris"``);
+* ``PARAM_FINISH`` -- no more arguments (``}``);
+* ``FUNC_FINISH``  -- the call is closed (``}``; always forced, a judgement point for the call);
+* ``TOTAL_FINISH`` -- the answer is complete (``]``); right at the start it is the "no call" answer.
+
+:class:`StepPlan` knows, for any :class:`PartialAnswer`, which decision is open and what
+its alternatives are (:class:`Decision`). Backends turn a decision into a grammar and
+sample text for it; :meth:`StepPlan.parse` turns that text back into a :class:`Step`.
+
+Example:
+    >>> from toolprm_agents.schema import to_tool_specs
+    >>> plan = StepPlan(to_tool_specs([{"name": "ping", "parameters": {"type": "object", "properties": {}}}]))
+    >>> answer = plan.start()
+    >>> [a.kind.name for a in plan.decision(answer).alternatives]
+    ['FUNC_NAME', 'TOTAL_FINISH']
+    >>> answer = answer.extend(plan.parse(answer, '{"name": "ping"'))
+    >>> answer = plan.complete_forced(answer)  # PARAM_FINISH and FUNC_FINISH are forced here
+    >>> answer = answer.extend(plan.parse(answer, "]"))
+    >>> answer.text, answer.calls
+    ('[{"name": "ping", "arguments": {}}]', (Call(name='ping', arguments={}),))
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .schema import ToolSpec
+
+ANSWER_OPEN = "["
+CALL_OPEN = '{"name": '
+ARGS_OPEN = ', "arguments": {'
+CALL_SEP = ", "
+ARG_SEP = ", "
+
+
+class StepKind(str, enum.Enum):
+    FUNC_NAME = "FUNC_NAME"
+    ARG = "ARG"
+    PARAM_FINISH = "PARAM_FINISH"
+    FUNC_FINISH = "FUNC_FINISH"
+    TOTAL_FINISH = "TOTAL_FINISH"
+
+
+class StepParseError(ValueError):
+    """Text produced for a decision is not one of its alternatives."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One complete tool call."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision inside the answer, with the exact text it appends.
+
+    ``text`` is what the step adds to the answer (separators and skeleton included);
+    ``function``/``arg``/``value`` say what was decided; ``forced`` steps had a single
+    alternative and were written without asking the model.
+    """
+
+    kind: StepKind
+    text: str
+    function: str | None = None
+    arg: str | None = None
+    value: Any = None
+    forced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.value, "text": self.text}
+        if self.function is not None:
+            out["function"] = self.function
+        if self.arg is not None:
+            out["arg"] = self.arg
+            out["value"] = self.value
+        if self.forced:
+            out["forced"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class PartialAnswer:
+    """An answer under construction: the steps taken so far (immutable; ``extend`` copies)."""
+
+    steps: tuple[Step, ...] = ()
+
+    def extend(self, *steps: Step) -> "PartialAnswer":
+        return PartialAnswer(self.steps + steps)
+
+    @property
+    def text(self) -> str:
+        return ANSWER_OPEN + "".join(s.text for s in self.steps)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.steps) and self.steps[-1].kind is StepKind.TOTAL_FINISH
+
+    @property
+    def last(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        """The calls completed so far (closed by ``FUNC_FINISH``)."""
+        calls: list[Call] = []
+        name, args = None, {}
+        for s in self.steps:
+            if s.kind is StepKind.FUNC_NAME:
+                name, args = s.function, {}
+            elif s.kind is StepKind.ARG:
+                args[s.arg] = s.value
+            elif s.kind is StepKind.FUNC_FINISH:
+                calls.append(Call(name, args))
+                name, args = None, {}
+        return tuple(calls)
+
+    def open_call(self) -> tuple[str | None, dict[str, Any], bool]:
+        """(function, arguments so far, arguments closed) of the call being written, if any."""
+        name, args, closed = None, {}, False
+        for s in self.steps:
+            if s.kind is StepKind.FUNC_NAME:
+                name, args, closed = s.function, {}, False
+            elif s.kind is StepKind.ARG:
+                args[s.arg] = s.value
+            elif s.kind is StepKind.PARAM_FINISH:
+                closed = True
+            elif s.kind is StepKind.FUNC_FINISH:
+                name, args, closed = None, {}, False
+        return name, args, closed
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way to make the open decision.
+
+    The model writes ``lead`` (a literal) and then, for ``ARG``, a JSON value for
+    ``value_schema``; the plan appends ``tail`` (skeleton text) after it.
+    """
+
+    kind: StepKind
+    lead: str
+    tail: str = ""
+    function: str | None = None
+    arg: str | None = None
+    value_schema: dict | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The open decision of a partial answer: its alternatives and what may follow it.
+
+    ``follow`` lists characters that start the text after this step: a value that could
+    go on (a number) ends when the model begins one of them instead.
+    """
+
+    alternatives: tuple[Alternative, ...]
+    follow: str = ""
+
+    @property
+    def forced(self) -> bool:
+        return len(self.alternatives) == 1 and self.alternatives[0].value_schema is None
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the decision's grammar (same key, same grammar)."""
+        return tuple((a.kind, a.lead, a.function, a.arg) for a in self.alternatives)
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """Bounds that make every decision finite.
+
+    ``max_calls``: calls in one answer; ``max_string_length``: characters of a string value
+    without its own ``maxLength``; ``max_array_items``: items of an array without ``maxItems``.
+    """
+
+    max_calls: int = 8
+    max_string_length: int = 128
+    max_array_items: int = 16
+    allow_no_call: bool = True
+
+
+class StepPlan:
+    """The decision plan for a set of tools: which step is open and what it may be."""
+
+    def __init__(self, tools: Sequence[ToolSpec], limits: PlanLimits | None = None):
+        if not tools:
+            from .schema import ToolSpecError
+
+            raise ToolSpecError("the tool list is empty: give at least one tool")
+        self.tools = tuple(tools)
+        self.by_name = {t.name: t for t in self.tools}
+        self.limits = limits or PlanLimits()
+
+    def start(self) -> PartialAnswer:
+        return PartialAnswer()
+
+    # -- decisions ---------------------------------------------------------------------
+    def decision(self, answer: PartialAnswer) -> Decision:
+        """The open decision after ``answer`` (raises if the answer is already complete)."""
+        if answer.done:
+            raise ValueError("the answer is complete: no decision is open")
+        name, args, closed = answer.open_call()
+        if name is None:
+            return self._call_or_end(answer)
+        if closed:
+            return Decision((Alternative(StepKind.FUNC_FINISH, "}", function=name),))
+        return self._arg_or_finish(name, args)
+
+    def _call_or_end(self, answer: PartialAnswer) -> Decision:
+        n_calls = len(answer.calls)
+        sep = CALL_SEP if n_calls else ""
+        alts: list[Alternative] = []
+        if n_calls < self.limits.max_calls:
+            for tool in self.tools:
+                alts.append(
+                    Alternative(
+                        StepKind.FUNC_NAME,
+                        sep + CALL_OPEN + json.dumps(tool.name),
+                        tail=ARGS_OPEN,
+                        function=tool.name,
+                    )
+                )
+        if n_calls or self.limits.allow_no_call or not alts:
+            alts.append(Alternative(StepKind.TOTAL_FINISH, "]"))
+        return Decision(tuple(alts))
+
+    def _arg_or_finish(self, name: str, given: dict[str, Any]) -> Decision:
+        tool = self.by_name[name]
+        sep = ARG_SEP if given else ""
+        alts = [
+            Alternative(
+                StepKind.ARG,
+                sep + json.dumps(a.name) + ": ",
+                function=name,
+                arg=a.name,
+                value_schema=bounded_schema(a.schema, self.limits),
+            )
+            for a in tool.args
+            if a.name not in given
+        ]
+        if all(r in given for r in tool.required):
+            alts.append(Alternative(StepKind.PARAM_FINISH, "}", function=name))
+        return Decision(tuple(alts), follow=",}")
+
+    # -- steps ---------------------------------------------------------------------------
+    def parse(self, answer: PartialAnswer, text: str) -> Step:
+        """The step that ``text`` (generated for the open decision) stands for."""
+        decision = self.decision(answer)
+        for alt in sorted(decision.alternatives, key=lambda a: -len(a.lead)):
+            if alt.value_schema is None:
+                if text == alt.lead:
+                    return Step(alt.kind, alt.lead + alt.tail, function=alt.function, forced=decision.forced)
+            elif text.startswith(alt.lead):
+                raw = text[len(alt.lead):]
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise StepParseError(f"value of argument {alt.arg!r} is not JSON: {raw!r} ({exc})") from None
+                return Step(alt.kind, text + alt.tail, function=alt.function, arg=alt.arg, value=value)
+        raise StepParseError(f"{text!r} is none of the alternatives of the open decision")
+
+    def forced_step(self, answer: PartialAnswer) -> Step | None:
+        """The next step if it has a single alternative with nothing to generate."""
+        if answer.done:
+            return None
+        decision = self.decision(answer)
+        if not decision.forced:
+            return None
+        alt = decision.alternatives[0]
+        return Step(alt.kind, alt.lead + alt.tail, function=alt.function, forced=True)
+
+    def complete_forced(self, answer: PartialAnswer) -> PartialAnswer:
+        """``answer`` with every forced step that follows it appended."""
+        while (step := self.forced_step(answer)) is not None:
+            answer = answer.extend(step)
+        return answer
+
+    def answer_from_calls(self, calls: Sequence[Call | dict]) -> PartialAnswer:
+        """The step sequence that writes ``calls`` (arguments in the given order).
+
+        Used to score given answers and to build training data; raises
+        :class:`StepParseError` when a call does not fit the tools.
+        """
+        answer = self.start()
+        for call in calls:
+            if isinstance(call, dict):
+                call = Call(call["name"], dict(call.get("arguments", {})))
+            sep = CALL_SEP if answer.calls else ""
+            answer = answer.extend(self.parse(answer, sep + CALL_OPEN + json.dumps(call.name)))
+            for i, (arg, value) in enumerate(call.arguments.items()):
+                lead = (ARG_SEP if i else "") + json.dumps(arg) + ": "
+                answer = answer.extend(self.parse(answer, lead + json.dumps(value, ensure_ascii=False)))
+            answer = answer.extend(self.parse(answer, "}"))
+            answer = self.complete_forced(answer)
+        return answer.extend(self.parse(answer, "]"))
+
+
+def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
+    """``schema`` with a length bound on every string and an item bound on every array.
+
+    A grammar keeps text well-formed but cannot make it finish; bounds can.
+    """
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: v for k, v in schema.items() if k not in ("description", "default", "title")}
+    types = out.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and "enum" not in out and "const" not in out and "pattern" not in out and "format" not in out:
+        out["maxLength"] = min(out.get("maxLength", limits.max_string_length), limits.max_string_length)
+    if "array" in types:
+        out["maxItems"] = min(out.get("maxItems", limits.max_array_items), limits.max_array_items)
+        if "minItems" in out and out["minItems"] > out["maxItems"]:
+            out["maxItems"] = out["minItems"]
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = bounded_schema(out[key], limits)
+    if "properties" in out:
+        out["properties"] = {k: bounded_schema(v, limits) for k, v in out["properties"].items()}
+    if "anyOf" in out:
+        out["anyOf"] = [bounded_schema(s, limits) for s in out["anyOf"]]
+    return out
+
+
+__all__ = [
+    "StepKind",
+    "Step",
+    "Call",
+    "PartialAnswer",
+    "Alternative",
+    "Decision",
+    "PlanLimits",
+    "StepPlan",
+    "StepParseError",
+    "bounded_schema",
+]
