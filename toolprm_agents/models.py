@@ -283,6 +283,7 @@ def load_causal_lm(
     *,
     dtype: torch.dtype | str = torch.float32,
     num_threads: int | None = None,
+    shared: bool = True,
 ) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
     """Load ``(model, tokenizer)`` for a model reference (see :func:`resolve_model_path`).
 
@@ -290,7 +291,8 @@ def load_causal_lm(
     none.  Results are cached per (resolved path, dtype): asking again returns the very
     same objects, so callers share one copy of the weights (do not modify them in place).
     ``num_threads``, if given, is applied with ``torch.set_num_threads`` (process-wide).
-    Thread-safe; concurrent first requests for one model load it once.
+    ``shared=False`` loads a private copy (for a model that will be changed, e.g. by a
+    PEFT adapter). Thread-safe; concurrent first requests for one model load it once.
     """
     if num_threads is not None:
         if num_threads < 1:
@@ -299,6 +301,8 @@ def load_causal_lm(
     dt = _as_dtype(dtype)
     path = resolve_model_path(name_or_path)
     key = (str(path.resolve()), dt)
+    if not shared:
+        return _load_uncached(path, dt)
 
     with _loaded_guard:
         hit = _loaded.get(key)

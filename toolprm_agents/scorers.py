@@ -206,18 +206,15 @@ class GenerativeJudge(Scorer):
             raise ScorerError(f"{self.checkpoint}: no weights and no base_model in {CONFIG_NAME}")
         if base != "smollm2" and not os.path.isabs(base):
             base = str((self.checkpoint / base).resolve()) if (self.checkpoint / base).exists() else base
-        model, tokenizer = load_causal_lm(base)
-        if self.config.adapter:
-            try:
-                from peft import PeftModel
-            except ImportError:
-                raise ScorerError("this judge is a PEFT adapter: pip install peft") from None
-            from .models import load_causal_lm as _fresh
-
-            # a private copy of the base: the adapter must not change a policy sharing it
-            model, tokenizer = _fresh(base, shared=False)
-            model = PeftModel.from_pretrained(model, str(self.checkpoint)).eval()
-        return model, tokenizer
+        if not self.config.adapter:
+            return load_causal_lm(base)  # cached: a policy on the same base shares these weights
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise ScorerError("this judge is a PEFT adapter: pip install peft") from None
+        # a private copy of the base: the adapter must not change a policy sharing it
+        model, tokenizer = load_causal_lm(base, shared=False)
+        return PeftModel.from_pretrained(model, str(self.checkpoint)).eval(), tokenizer
 
     def _single_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -331,7 +328,9 @@ class _LikelihoodSession(ScorerSession):
 def load_scorer(name: str, *, checkpoint=None, policy=None) -> Scorer:
     """A scorer by name: ``toolprm``, ``orm``, ``cprm`` or ``likelihood``.
 
-    Judges without their own weights share ``policy``'s base model when it is the same one.
+    A judge without weights of its own loads its base model through the in-process model
+    cache, so it shares the weights (and the prompt's KV cache) with a policy on the same
+    base. ``policy`` is accepted for symmetry with other backends.
     """
     name = name.lower().replace("-", "")
     if name == "likelihood":
@@ -341,15 +340,4 @@ def load_scorer(name: str, *, checkpoint=None, policy=None) -> Scorer:
         raise ScorerError(f"unknown scorer {name!r}: choose toolprm, orm, cprm or likelihood")
     cls = classes[name]
     ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT.parent / {"toolprm": "toolprm-smollm2", "prm": "toolprm-smollm2", "orm": "orm-smollm2", "cprm": "cprm-smollm2"}[name]
-    config = JudgeConfig.load(ckpt)
-    model = None
-    if policy is not None and not config.adapter and not (ckpt / "config.json").is_file():
-        from .models import resolve_model_path
-
-        try:
-            same = resolve_model_path(config.base_model) == resolve_model_path(getattr(policy, "model_path", None))
-        except Exception:
-            same = False
-        if same:
-            model = (policy.model, policy.tokenizer)
-    return cls(ckpt, model=model, config=config)
+    return cls(ckpt)

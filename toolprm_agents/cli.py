@@ -1,0 +1,161 @@
+"""Command line: ``toolprm-agents call "QUESTION" --tools tools.json``.
+
+Prints the chosen calls as JSON (``[{"name": ..., "arguments": {...}}]``) on stdout and a
+progress line per search round on stderr. ``--verbose`` prints the whole search result
+(scores, trace, compute) instead.
+
+Subcommands register themselves through :data:`COMMANDS` so that other modules (the
+evaluation) add theirs without touching this one's parsing of ``call``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs a search."""
+    p.add_argument("--strategy", default="beam", choices=["greedy", "best-of-n", "best_of_n", "beam"])
+    p.add_argument("--beams", "-N", type=int, default=2, help="N: beams kept (beam) or answers sampled (best-of-n)")
+    p.add_argument("--expand", "-M", type=int, default=8, help="M: samples per beam per step (beam)")
+    p.add_argument("--scorer", default="toolprm", choices=["toolprm", "orm", "cprm", "likelihood"])
+    p.add_argument("--prm", default=None, help="judge checkpoint directory (default: the packaged one for --scorer)")
+    p.add_argument("--policy", default=None, help="policy model: 'smollm2' (default), a checkpoint directory or a .gguf file")
+    p.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"])
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-calls", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+
+
+def search_config(args: argparse.Namespace):
+    from .search import SearchConfig
+
+    return SearchConfig(
+        strategy=args.strategy,
+        beams=args.beams,
+        expand=args.expand,
+        aggregation=args.aggregation,
+        temperature=args.temperature,
+        seed=args.seed,
+        max_calls=args.max_calls,
+    )
+
+
+def build_search(args: argparse.Namespace):
+    """A :class:`~toolprm_agents.search.ToolPRMSearch` from command-line options."""
+    from .policy import TransformersPolicy
+    from .scorers import load_scorer
+    from .search import ToolPRMSearch
+
+    config = search_config(args)
+    policy = TransformersPolicy(args.policy, num_threads=args.threads)
+    scorer = None if config.strategy == "greedy" else load_scorer(args.scorer, checkpoint=args.prm, policy=policy)
+    return ToolPRMSearch(policy, scorer, config)
+
+
+def progress_printer(stream=sys.stderr):
+    def on_event(event: dict) -> None:
+        if event.get("type") != "round":
+            return
+        cands = event["candidates"]
+        kept = [c for c in cands if c.get("kept")]
+        best = max(kept, key=lambda c: c["score"] if c.get("score") is not None else 0.0) if kept else None
+        desc = f"{best['kind']} {best['text'].strip()[:60]!r}" if best else "-"
+        score = f" score={best['score']:.3f}" if best and best.get("score") is not None else ""
+        print(f"[round {event['round']:>2}] {len(cands)} candidates, kept {len(kept)}: {desc}{score}", file=stream, flush=True)
+
+    return on_event
+
+
+def load_tools(path: str) -> list:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: tools file {path!r} does not exist")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: tools file {path!r} is not JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = data.get("tools", [data])
+    if not isinstance(data, list):
+        raise SystemExit(f"error: tools file {path!r} must hold a JSON list of function schemas")
+    return data
+
+
+def _call_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", help="the user's request ('-' reads it from stdin)")
+    p.add_argument("--tools", required=True, help="JSON file: a list of OpenAI-style function schemas (or BFCL function docs)")
+    p.add_argument("--verbose", "-v", action="store_true", help="print the whole search result (scores, trace, compute)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    add_search_options(p)
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Find the tool calls for one question and print them as JSON."""
+    from .schema import ToolSpecError, to_tool_specs
+
+    question = sys.stdin.read() if args.question == "-" else args.question
+    try:
+        tools = to_tool_specs(load_tools(args.tools))
+    except ToolSpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"loading models ({args.policy or 'smollm2'}, scorer {args.scorer if args.strategy != 'greedy' else 'none'})...", file=sys.stderr, flush=True)
+    search = build_search(args)
+    result = search.search(question, tools, on_event=None if args.quiet else progress_printer())
+    if args.verbose:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(json.dumps(result.tool_calls(), ensure_ascii=False))
+    if not result.complete:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        c = result.compute
+        print(f"done in {c.seconds:.1f}s: {c.tokens_generated} tokens generated, {c.forward_passes} policy passes, "
+              f"{c.scorer_calls} judgements" + (f", score {result.score:.3f}" if result.score is not None else ""), file=sys.stderr)
+    return 0
+
+
+COMMANDS["call"] = (_call_parser, _call)
+
+
+def _register_optional_commands() -> None:
+    """Import modules that add subcommands (kept optional so `call` works without them)."""
+    import importlib
+
+    for mod in ("toolprm_agents.evaluation.cli", "toolprm_agents.training.cli"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not mod.startswith(exc.name):
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register_optional_commands()
+    parser = argparse.ArgumentParser(prog="toolprm-agents", description="ToolPRM-guided search for LLM tool calls")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=(COMMANDS[name][1].__doc__ or "").strip().split("\n")[0] or None))
+    args = parser.parse_args(argv)
+    from .models import ModelLoadError
+    from .scorers import ScorerError
+
+    try:
+        return COMMANDS[args.command][1](args)
+    except (ValueError, ModelLoadError, ScorerError) as exc:  # errors whose message is meant for the user
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
