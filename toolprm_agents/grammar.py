@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 
@@ -38,6 +39,7 @@ _JSON_CHARS = '[^\\0-\\x1f\\"\\\\]'
 def _bound_numbers(ebnf: str) -> str:
     """Bound digit runs and open repetitions (numbers, "any" values) so every value ends."""
     ebnf = ebnf.replace("[1-9] [0-9]*", "[1-9] [0-9]{0,15}")
+    ebnf = re.sub(r"\[eE\] (\S+) (\S+)\{1, -1\}", r"[eE] \1 \2{1, 2}", ebnf)  # exponents stay finite
     ebnf = ebnf.replace("{1, -1}", "{1, 12}")
     return ebnf.replace("{0, -1}", "{0, 15}")
 

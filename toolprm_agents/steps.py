@@ -303,6 +303,8 @@ class StepPlan:
         """
         answer = self.start()
         for call in calls:
+            if answer.done:
+                raise StepParseError(f"more calls than max_calls={self.limits.max_calls}")
             if isinstance(call, dict):
                 call = Call(call["name"], dict(call.get("arguments", {})))
             sep = CALL_SEP if answer.calls else ""
@@ -312,7 +314,7 @@ class StepPlan:
                 answer = answer.extend(self.parse(answer, lead + json.dumps(value, ensure_ascii=False)))
             answer = answer.extend(self.parse(answer, "}"))
             answer = self.complete_forced(answer)
-        return answer.extend(self.parse(answer, "]"))
+        return answer if answer.done else answer.extend(self.parse(answer, "]"))
 
 
 def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
