@@ -153,7 +153,7 @@ def test_fork_does_not_change_the_stored_context(tiny_model_dir):
     model, tok = load_causal_lm(str(tiny_model_dir))
     store = ContextStore(model, tok, "hello", Compute())
     before = copy.deepcopy(store.root.cache)
-    forked = ContextStore.fork(store.root, 4)
+    forked = store.fork(store.root, 4)
     forked.batch_select_indices(torch.tensor([0]))
     torch.testing.assert_close(store.root.cache.layers[0].keys, before.layers[0].keys)
     assert store.root.cache.layers[0].keys.shape[0] == 1

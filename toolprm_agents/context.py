@@ -124,8 +124,7 @@ class ContextStore:
                 self._entries.popitem(last=False)
         return ctx
 
-    @staticmethod
-    def fork(ctx: Context, n: int):
+    def fork(self, ctx: Context, n: int):
         """A copy of ``ctx``'s cache with every row repeated ``n`` times."""
         cache = copy.deepcopy(ctx.cache)
         if n > 1:

@@ -202,7 +202,7 @@ class TransformersSession(PolicySession):
             base.accept_string(jump)
         ctx = self.store.get(answer.text + jump)
         matchers = [base.fork() for _ in range(n)]
-        cache = ContextStore.fork(ctx, n)
+        cache = self.store.fork(ctx, n)
         logits = ctx.logits.unsqueeze(0).repeat(n, 1)
         follow = pol.follow_ids(decision.follow) if decision.follow else None
         bitmask = xgr.allocate_token_bitmask(n, pol.vocab_size)

@@ -100,7 +100,7 @@ def forward_rows(store: ContextStore, context_text: str, rows: list[list[int]], 
         ids[i, : len(r)] = torch.tensor(r)
         mask[i, ctx.length : ctx.length + len(r)] = 1
     positions = torch.arange(ctx.length, ctx.length + width).unsqueeze(0).expand(n, -1)
-    cache = ContextStore.fork(ctx, n)
+    cache = store.fork(ctx, n)
     out = store.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
     lengths = [len(r) for r in rows]
     compute.scorer_tokens += sum(lengths)
