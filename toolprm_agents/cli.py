@@ -132,7 +132,7 @@ def _register_optional_commands() -> None:
     """Import modules that add subcommands (kept optional so `call` works without them)."""
     import importlib
 
-    for mod in ("toolprm_agents.evaluation.cli", "toolprm_agents.training.cli"):
+    for mod in ("toolprm_agents.demo", "toolprm_agents.evaluation.cli", "toolprm_agents.training.cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
