@@ -157,5 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run through the package module, so subcommands register in one place
+    from toolprm_agents.cli import main as _main
+
+    sys.exit(_main())

@@ -67,8 +67,7 @@ def compute_dict(compute: Compute | dict | None) -> dict[str, Any]:
 def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], Any]) -> dict:
     """Search ``item`` and score the answer: the record ``items.jsonl`` keeps."""
     from ..prompt import MessageError
-    from ..schema import ToolSpecError
-    from ..steps import StepParseError
+    from ..schema import ToolSpecError, to_tool_specs
 
     record: dict[str, Any] = {"id": item.id}
     if not item.tools:
@@ -76,8 +75,9 @@ def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], A
     else:
         note = None
         try:
-            result = get_search().search(item.messages, item.tools)
-        except (ToolSpecError, MessageError, StepParseError) as exc:  # the item's data, not the search
+            specs = to_tool_specs(item.tools)  # the item's own tool definitions may be invalid
+            result = get_search().search(item.messages, specs)
+        except (ToolSpecError, MessageError) as exc:  # the item's data, not the search
             calls, complete, score = [], False, None
             search_error = f"{type(exc).__name__}: {exc}"
             compute = compute_dict(None)
@@ -162,10 +162,8 @@ def read_items(path: Path) -> dict[str, dict]:
         return {}
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     records: dict[str, dict] = {}
-    good = 0
     for i, line in enumerate(lines):
         if not line.strip():
-            good += 1
             continue
         try:
             rec = json.loads(line)
@@ -173,11 +171,10 @@ def read_items(path: Path) -> dict[str, dict]:
                 raise ValueError("unterminated")
         except ValueError:
             if i == len(lines) - 1:  # torn write at the end: drop it and rewrite the file
-                path.write_text("".join(lines[:good]), encoding="utf-8")
+                path.write_text("".join(lines[:i]), encoding="utf-8")
                 break
             raise EvalConfigError(f"{path}: line {i + 1} is not JSON; the file is damaged") from None
         records[rec["id"]] = rec
-        good += 1
     return records
 
 
@@ -278,23 +275,24 @@ def run_eval(
     """
     stream = stream or sys.stderr
     bench = load_benchmark(benchmark)
-    if config is None:
-        config = describe_search(search() if callable(search) and not hasattr(search, "search") else search)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    lazy = callable(search) and not hasattr(search, "search")
+    searcher: list[Any] = []
+
+    def get_search():
+        if not searcher:
+            searcher.append(search() if lazy else search)
+        return searcher[0]
+
+    if config is None:
+        config = describe_search(get_search())
     all_items = bench.items()
     items = all_items[:limit] if limit else all_items
     full_config = {"benchmark": bench.name, "data": bench.fingerprint(), **config, "limit": limit}
     out = Path(out_dir)
     prepare_folder(out, full_config)
     done = read_items(out / ITEMS_FILE)
-
-    searcher: list[Any] = []
-
-    def get_search():
-        if not searcher:
-            searcher.append(search() if callable(search) and not hasattr(search, "search") else search)
-        return searcher[0]
 
     by_id = {it.id: it for it in items}
     todo = [it for it in items if it.id not in done]
