@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bfcl_validity import load_bfcl  # noqa: E402
+from bfcl_validity import load_items  # noqa: E402
 
 from toolprm_agents.compute import Compute  # noqa: E402
 from toolprm_agents.context import Context, ContextStore  # noqa: E402
@@ -68,11 +68,10 @@ def peak_rss_mb() -> float:
 def run(search: ToolPRMSearch, items, store_cls=None) -> list[dict]:
     rows = []
     for item in items:
-        messages = [m for turn in item["question"] for m in turn]
         if store_cls is not None:
             _patch_store(search.policy, store_cls)
         t0 = time.perf_counter()
-        result = search.search(messages, item["function"])
+        result = search.search(item.messages, item.tools)
         rows.append({"seconds": time.perf_counter() - t0, **result.compute.to_dict(), "calls": result.tool_calls(), "complete": result.complete})
         if store_cls is not None:
             _unpatch_store(search.policy)
@@ -108,7 +107,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    items = load_bfcl("simple_python", args.prompts)
+    _, items = load_items("simple_python", args.prompts)
     t0 = time.perf_counter()
     policy = TransformersPolicy()
     greedy = ToolPRMSearch(policy, None, SearchConfig(strategy="greedy"))

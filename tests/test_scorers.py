@@ -142,3 +142,39 @@ def test_packaged_checkpoints_parse():
         cfg = JudgeConfig.load(DEFAULT_CHECKPOINT.parent / f"{name}-smollm2")
         assert cfg.kind == name and cfg.label_tokens == ("+", "-")
         json.dumps(cfg.metadata)
+
+
+def test_adapter_judge_shares_the_base_and_switches_on_only_to_score(tmp_path, tiny_model_dir, tiny, plan):
+    """Design lead 2: the PRM as a LoRA adapter over the policy's own base weights."""
+    from peft import LoraConfig, get_peft_model
+
+    private, tok = load_causal_lm(str(tiny_model_dir), shared=False)
+    lora = get_peft_model(private, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path)
+    JudgeConfig(kind="toolprm", base_model=str(tiny_model_dir), adapter=True).save(tmp_path)
+
+    policy = TransformersPolicy(str(tiny_model_dir))
+    prompt = torch.tensor([tok("hello there", add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        before = policy.model(input_ids=prompt).logits
+    prm = ToolPRM(tmp_path)
+    assert prm.model is policy.model and prm.lock is policy.lock, "one copy of the base weights, one lock"
+    with torch.inference_mode():
+        after = policy.model(input_ids=prompt).logits
+        with prm.active():
+            judged = policy.model(input_ids=prompt).logits
+    torch.testing.assert_close(after, before)  # the adapter is off outside scoring
+    assert not torch.allclose(judged, before), "the adapter changes the judge's forward pass"
+
+    base_prm = ToolPRM(model=(policy.model, policy.tokenizer), config=JudgeConfig())
+    compute = Compute()
+    ps = policy.session(MESSAGES, plan, compute)
+    parent, kids = children(plan)
+    with_adapter = prm.session(MESSAGES, plan, compute, policy_session=ps)
+    assert with_adapter.store is not ps.store, "adapter-on KV differs: the judge keeps its own cache"
+    s_adapter = with_adapter.score([(parent, k) for k in kids])
+    s_base = base_prm.session(MESSAGES, plan, Compute(), policy_session=ps).score([(parent, k) for k in kids])
+    assert s_adapter != pytest.approx(s_base, abs=1e-4)
+    # still switched off afterwards: the policy's next-token logits are the base model's
+    with torch.inference_mode():
+        torch.testing.assert_close(policy.model(input_ids=prompt).logits, before)

@@ -30,6 +30,7 @@ import pathlib
 import shutil
 import tempfile
 import threading
+import weakref
 from typing import TYPE_CHECKING, Iterator
 
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "clear_model_cache",
     "default_gguf_path",
     "load_causal_lm",
+    "model_lock",
     "resolve_model_path",
 ]
 
@@ -332,6 +334,21 @@ def _load_uncached(path: pathlib.Path, dtype: torch.dtype):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+_model_locks: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """One re-entrant lock per model object: everything that runs or switches it (a policy,
+    a judge whose adapter sits on the same base) takes this lock, so a forward pass never
+    sees another user's adapter state and concurrent searches share one copy safely."""
+    with _model_locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.RLock()
+        return lock
 
 
 def clear_model_cache() -> None:

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import abc
-import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -129,9 +128,10 @@ class TransformersPolicy(Policy):
         self.grammars = DecisionGrammars(self.tokenizer, vocab_size=self.vocab_size)
         self.stop_id = self.grammars.stop_token_ids[0]
         self._follow_ids: dict[str, torch.Tensor] = {}
-        # torch modules are not safe to share across threads mid-forward on every build:
-        # concurrent searches on one model serialise their forward passes.
-        self.lock = threading.RLock()
+        # concurrent searches (and a judge adapter on the same base) serialise on the model
+        from .models import model_lock
+
+        self.lock = model_lock(self.model)
 
     def prompt_text(self, messages: Sequence[dict[str, str]], plan: StepPlan) -> str:
         return self.prompt_format.render(self.tokenizer, messages, plan.tools)

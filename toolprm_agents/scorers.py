@@ -23,9 +23,11 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
+import hashlib
 import json
 import os
-import threading
+import weakref
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,12 +37,14 @@ import torch
 
 from .compute import Compute
 from .context import ContextStore
+from .models import model_lock
 from .prompt import PromptFormat
 from .steps import PartialAnswer, StepKind, StepPlan
 
 Granularity = Literal["step", "call", "answer"]
 CONFIG_NAME = "toolprm_config.json"
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "toolprm-smollm2"
+_peft_wrappers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # base model -> its PeftModel
 
 
 class ScorerError(RuntimeError):
@@ -174,8 +178,11 @@ class GenerativeJudge(Scorer):
 
     Args:
         checkpoint: a judge checkpoint directory (``None``: the default ToolPRM).
-        model: a ``(model, tokenizer)`` pair to use instead of loading one (for sharing
-            the policy's base model in memory when the judge has no adapter).
+        model: a ``(model, tokenizer)`` pair to use instead of loading one.
+
+    A judge without weights of its own is its base model asked the judge question; one
+    with a PEFT adapter puts the adapter on the shared base, switched on only while it
+    scores. Either way a policy on the same base shares one copy of the weights in memory.
     """
 
     kind: str = "toolprm"
@@ -187,10 +194,11 @@ class GenerativeJudge(Scorer):
             raise ScorerError(f"{self.checkpoint} holds a {self.config.kind!r} judge, not a {self.kind!r} one")
         self.granularity = self.config.granularity
         self.name = self.kind
+        self._peft, self._adapter_name = None, None
         self.model, self.tokenizer = model if model is not None else self._load()
+        self.lock = model_lock(self.model)
         self.label_ids = [self._single_token(t) for t in self.config.label_tokens]
         self.prompt_format = PromptFormat(system=self.config.system) if self.config.system else PromptFormat()
-        self.lock = threading.RLock()
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, **kw) -> "GenerativeJudge":
@@ -206,15 +214,49 @@ class GenerativeJudge(Scorer):
             raise ScorerError(f"{self.checkpoint}: no weights and no base_model in {CONFIG_NAME}")
         if base != "smollm2" and not os.path.isabs(base):
             base = str((self.checkpoint / base).resolve()) if (self.checkpoint / base).exists() else base
-        if not self.config.adapter:
-            return load_causal_lm(base)  # cached: a policy on the same base shares these weights
+        model, tokenizer = load_causal_lm(base)  # cached: a policy on the same base shares these weights
+        if self.config.adapter:
+            self._attach_adapter(model)
+        return model, tokenizer
+
+    def _attach_adapter(self, base) -> None:
+        """Put this checkpoint's PEFT adapter on the shared ``base``, switched off.
+
+        The adapter is switched on only while this judge scores (:meth:`active`), under the
+        base model's lock, so a policy on the same base keeps seeing the plain base model.
+        """
         try:
             from peft import PeftModel
         except ImportError:
             raise ScorerError("this judge is a PEFT adapter: pip install peft") from None
-        # a private copy of the base: the adapter must not change a policy sharing it
-        model, tokenizer = load_causal_lm(base, shared=False)
-        return PeftModel.from_pretrained(model, str(self.checkpoint)).eval(), tokenizer
+        name = f"{self.kind}-{hashlib.sha1(str(self.checkpoint.resolve()).encode()).hexdigest()[:8]}"
+        with model_lock(base):
+            wrapper = _peft_wrappers.get(base)
+            try:
+                if wrapper is None:
+                    wrapper = PeftModel.from_pretrained(base, str(self.checkpoint), adapter_name=name)
+                    _peft_wrappers[base] = wrapper
+                elif name not in wrapper.peft_config:
+                    wrapper.load_adapter(str(self.checkpoint), adapter_name=name)
+            except Exception as exc:
+                raise ScorerError(f"{self.checkpoint}: cannot load the PEFT adapter: {exc}") from None
+            wrapper.eval()
+            wrapper.base_model.disable_adapter_layers()
+        self._peft, self._adapter_name = wrapper, name
+
+    @contextlib.contextmanager
+    def active(self):
+        """The judge's weights in force (its adapter on, if it has one), under the model lock."""
+        with self.lock:
+            if self._peft is None:
+                yield
+                return
+            self._peft.set_adapter(self._adapter_name)
+            self._peft.base_model.enable_adapter_layers()
+            try:
+                yield
+            finally:
+                self._peft.base_model.disable_adapter_layers()
 
     def _single_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -231,9 +273,9 @@ class GenerativeJudge(Scorer):
         prompt = self.prompt_format.render(self.tokenizer, messages, plan.tools)
         store = None
         shared = getattr(policy_session, "store", None)
-        if shared is not None and shared.model is self.model and shared.prompt_text == prompt:
+        if shared is not None and shared.model is self.model and self._peft is None and shared.prompt_text == prompt:
             store = shared  # same weights, same prompt: one KV cache serves both
-        with self.lock:
+        with self.active():
             if store is None:
                 store = ContextStore(self.model, self.tokenizer, prompt, compute, counter="scorer")
         return JudgeSession(self, store, compute)
@@ -251,7 +293,7 @@ class JudgeSession(ScorerSession):
             groups[ctx.text].append(i)
         scores = [0.0] * len(pairs)
         plus, minus = self.judge.label_ids
-        with self.judge.lock:
+        with self.judge.active():
             for ctx_text, idx in groups.items():
                 rows = [
                     self.store.encode(pairs[i][1].text[len(ctx_text):] + self.judge.suffix(pairs[i][1])) for i in idx

@@ -56,7 +56,7 @@ class SearchConfig:
         seed: makes sampling reproducible.
         max_calls, max_string_length, max_array_items, allow_no_call: bounds of the answer
             (see :class:`~toolprm_agents.steps.PlanLimits`).
-        max_rounds: a bound on search rounds (steps).
+        max_rounds: a bound on search rounds (one round decides one step of every beam).
     """
 
     strategy: Strategy = "beam"
@@ -69,7 +69,7 @@ class SearchConfig:
     max_string_length: int = 128
     max_array_items: int = 16
     allow_no_call: bool = True
-    max_rounds: int = 64
+    max_rounds: int = 256
 
     def __post_init__(self):
         self.strategy = self.strategy.replace("-", "_")  # type: ignore[assignment]
@@ -232,7 +232,7 @@ def _trace_round(rnd: int, parents: list[Beam], pool: list[tuple[int, Beam, floa
 def greedy_search(policy: PolicySession, plan: StepPlan, config: SearchConfig, on_event: EventHandler | None = None):
     """Constrained greedy decoding: the most likely candidate at every decision."""
     answer, trace = plan.complete_forced(plan.start()), []
-    for rnd in range(config.max_rounds * 4):
+    for rnd in range(config.max_rounds):
         if answer.done:
             return Beam(answer), trace
         nxt = _step_once(policy, plan, answer, 1, 0.0)
