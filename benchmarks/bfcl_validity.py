@@ -1,8 +1,9 @@
 """Validity of emitted calls on BFCL simple_python with SmolLM2 (issue 2's acceptance check).
 
 For each of the first ``--limit`` entries, runs each ``--strategies`` search and checks that
-every emitted call parses and validates against its function's schema (checked here
-independently of the grammar); prints the valid rate, the accuracy by the official BFCL
+the answer is complete and every emitted call parses and validates against its function's
+schema (checked here independently of the grammar; a "no call" answer is well-formed and
+counted apart); prints the valid rate, the accuracy by the official BFCL
 AST checker and seconds per item.
 
     python benchmarks/bfcl_validity.py --limit 50 --strategies greedy,beam
@@ -41,12 +42,13 @@ def main() -> None:
     out = open(args.out, "w") if args.out else None
     for strategy in args.strategies.split(","):
         search = ToolPRMSearch(policy, "toolprm", SearchConfig(strategy=strategy, beams=args.beams, expand=args.expand))
-        valid = correct = 0
+        valid = correct = no_call = 0
         t0 = time.perf_counter()
         for item in items:
             result = search.search(item.messages, item.tools)
             specs = {s.name: s for s in to_tool_specs(item.tools)}
-            ok = result.complete and bool(result.calls) and all(
+            no_call += result.complete and not result.calls  # a well-formed answer with no call in it
+            ok = result.complete and all(
                 c.name in specs and not validate_call(specs[c.name], c.arguments) for c in result.calls
             )
             valid += ok
@@ -57,7 +59,8 @@ def main() -> None:
             print(f"{strategy:>9} {item.id:<20} valid={ok!s:<5} correct={good!s:<5} {json.dumps(result.tool_calls())[:110]}", flush=True)
         dt = time.perf_counter() - t0
         acc = f"{correct}/{len(items)} = {100 * correct / len(items):.1f}%"
-        print(f"== {strategy}: valid {valid}/{len(items)} = {100 * valid / len(items):.1f}%, accuracy {acc}, {dt / len(items):.2f} s/item", flush=True)
+        print(f"== {strategy}: valid {valid}/{len(items)} = {100 * valid / len(items):.1f}% ({no_call} of them 'no call'), "
+              f"accuracy {acc}, {dt / len(items):.2f} s/item", flush=True)
 
 
 if __name__ == "__main__":
