@@ -25,13 +25,15 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beams", "-N", type=int, default=2, help="N: beams kept (beam) or answers sampled (best-of-n)")
     p.add_argument("--expand", "-M", type=int, default=8, help="M: samples per beam per step (beam)")
     p.add_argument("--scorer", default="toolprm", choices=["toolprm", "orm", "cprm", "likelihood"])
-    p.add_argument("--prm", default=None, help="judge checkpoint directory (default: the packaged one for --scorer)")
-    p.add_argument("--policy", default=None, help="policy model: 'smollm2' (default), a checkpoint directory or a .gguf file")
+    p.add_argument("--prm", default=None, help="judge: a checkpoint directory (default: the packaged one for --scorer), "
+                   "'vllm:PATH' or an OpenAI-compatible server URL 'http://host:port/v1[#model]'")
+    p.add_argument("--policy", default=None, help="policy model: 'smollm2' (default), a checkpoint directory, a .gguf file, "
+                   "'vllm:PATH' or an OpenAI-compatible server URL 'http://host:port/v1[#model]'")
     p.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"])
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-calls", type=int, default=8)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (transformers backend only)")
 
 
 def search_config(args: argparse.Namespace):
@@ -49,14 +51,18 @@ def search_config(args: argparse.Namespace):
 
 
 def build_search(args: argparse.Namespace):
-    """A :class:`~toolprm_agents.search.ToolPRMSearch` from command-line options."""
-    from .policy import TransformersPolicy
-    from .scorers import load_scorer
+    """A :class:`~toolprm_agents.search.ToolPRMSearch` from command-line options.
+
+    ``--policy`` and ``--prm`` pick the backend (:mod:`toolprm_agents.backends`): a model or
+    judge checkpoint path runs on transformers here, ``vllm:PATH`` on an in-process vLLM
+    engine, ``http://host:port/v1`` on an OpenAI-compatible server.
+    """
+    from .backends import load_judge, load_policy
     from .search import ToolPRMSearch
 
     config = search_config(args)
-    policy = TransformersPolicy(args.policy, num_threads=args.threads)
-    scorer = None if config.strategy == "greedy" else load_scorer(args.scorer, checkpoint=args.prm, policy=policy)
+    policy = load_policy(args.policy, num_threads=args.threads)
+    scorer = None if config.strategy == "greedy" else load_judge(args.prm, args.scorer, policy=policy)
     return ToolPRMSearch(policy, scorer, config)
 
 
