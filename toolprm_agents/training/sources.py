@@ -21,7 +21,8 @@ Sources (files under :func:`data_root`, a copy of ``../shared/data`` with licenc
 Evaluation sets (BFCL from the ``bfcl_eval`` package data, API-Bank level 1/2 and
 ToolAlpaca from ``hammer-eval/``) are indexed by :class:`EvalIndex`;
 :func:`decontaminate` drops every training example that shares a query (exact after
-normalisation, or a 13-word run) or a tool name (after normalisation) with them.
+normalisation, containing a whole evaluation query of 5+ words, or a 13-word run) or a tool
+name (after normalisation) with them.
 API-Bank's ``ToolSearcher`` is an evaluation tool: its requests are dropped from the
 level-3 dialogues and items whose gold call is a ``ToolSearcher`` request are skipped.
 """
@@ -256,11 +257,11 @@ def load_seal_tools(
                 continue
             rng = random.Random(stable_seed("seal", seed, row["id"]))
             gold_names = list(dict.fromkeys(c["name"] for c in calls))
-            extra: list[str] = []
             same = [n for n in by_field.get(field_of[gold_names[0]], []) if n not in gold_names]
-            while len(extra) < distractors:
-                src = same if (len(extra) < distractors // 2 + distractors % 2 and same) else names
-                cand = rng.choice(src)
+            n_same = min(distractors // 2 + distractors % 2, len(same))
+            extra = rng.sample(same, n_same) if n_same else []
+            while len(extra) < min(distractors, len(names) - len(gold_names)):
+                cand = rng.choice(names)
                 if cand not in gold_names and cand not in extra:
                     extra.append(cand)
             tools = [pool[n] for n in gold_names + extra]
@@ -481,6 +482,7 @@ def load_sources(
 # evaluation sets: never in training
 
 NGRAM = 13
+MIN_CONTAINED = 5
 
 
 def normalize_text(text: str) -> str:
@@ -593,7 +595,8 @@ class EvalIndex:
         return self._gram_cache
 
     def query_hit(self, text: str) -> str | None:
-        """The benchmark whose query ``text`` equals (normalised) or shares a 13-word run with."""
+        """The benchmark whose query ``text`` equals (normalised), contains (an evaluation
+        query of at least 5 words), or shares a 13-word run with."""
         grams = self._grams()
         n = normalize_text(text)
         if n in self._all_queries:
@@ -601,6 +604,12 @@ class EvalIndex:
         for g in _ngrams(n):
             if g in grams:
                 return grams[g]
+        words = n.split()
+        for k in range(MIN_CONTAINED, NGRAM):
+            for i in range(len(words) - k + 1):
+                hit = self._all_queries.get(" ".join(words[i : i + k]))
+                if hit:
+                    return hit
         return None
 
     def tool_hit(self, name: str) -> str | None:

@@ -1,0 +1,432 @@
+"""Recipes and the whole pipeline: data -> masking -> rollouts -> labels/dataset -> training -> evaluation.
+
+A recipe (``training/recipes/*.yaml`` or ``.json``) says everything a run needs; every
+stage writes its output under the recipe's ``output_dir`` and is skipped when that
+output is already there (``force`` redoes it), so an interrupted run is continued by
+running the same command again -- rollouts resume per example.
+
+Stages and outputs (under ``output_dir``):
+
+* ``data``     -> ``examples.jsonl`` (sources loaded, decontaminated against the evaluation
+  sets, sampled per source, masked) and ``data_report.json`` (counts, what was dropped and why);
+* ``rollouts`` -> ``rollouts.jsonl`` (resumable);
+* ``dataset``  -> ``dataset/{train,test}.parquet``, ``dataset/stats.json``, ``dataset/stats.md``;
+* ``train``    -> ``checkpoints/{toolprm,orm,cprm}/`` (each a loadable judge checkpoint);
+* ``eval``     -> ``eval/metrics.json``, ``eval/metrics.md`` (the held-out table, with the
+  untrained base judge as a reference row);
+* ``install``  -> copies the checkpoints over the packaged defaults
+  (``toolprm_agents/checkpoints/{kind}-smollm2``) when the recipe says so.
+
+Example:
+    >>> recipe = load_recipe("training/recipes/cpu-smollm2.yaml")   # doctest: +SKIP
+    >>> run_pipeline(recipe)                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .sources import EvalIndex, Example, decontaminate, load_sources, stable_seed
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STAGES", "load_recipe", "apply_overrides", "run_pipeline", "run_stage", "dry_run", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("data", "rollouts", "dataset", "train", "eval", "install")
+KINDS = ("toolprm", "orm", "cprm")
+
+
+# ------------------------------------------------------------------------------------------
+# recipes
+
+
+def load_recipe(path: str | os.PathLike) -> dict:
+    """A recipe from YAML or JSON (``_path`` and ``_name`` are added)."""
+    p = Path(path)
+    if not p.is_file():
+        cand = REPO_ROOT / "training" / "recipes" / f"{path}.yaml"
+        if cand.is_file():
+            p = cand
+        else:
+            raise FileNotFoundError(f"recipe {path!s} not found (nor {cand})")
+    text = p.read_text()
+    if p.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ImportError("YAML recipes need PyYAML (pip install pyyaml), or use a .json recipe") from None
+        recipe = yaml.safe_load(text)
+    else:
+        recipe = json.loads(text)
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{p}: a recipe is a mapping")
+    recipe["_path"] = str(p)
+    recipe.setdefault("name", p.stem)
+    recipe["_name"] = recipe["name"]
+    for key in ("data", "masking", "rollouts", "train", "eval"):
+        recipe.setdefault(key, {})
+    unknown = set(recipe) - {"name", "description", "output_dir", "seed", "threads", "data", "masking", "rollouts", "train", "eval", "install", "accelerate", "_path", "_name"}
+    if unknown:
+        raise ValueError(f"{p}: unknown recipe keys {sorted(unknown)}")
+    return recipe
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        import yaml
+
+        return yaml.safe_load(text)
+    except ImportError:  # pragma: no cover
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+
+def apply_overrides(recipe: dict, overrides: Sequence[str]) -> dict:
+    """``["train.common.lora_r=4", "rollouts.beams=1"]`` applied to a copy of ``recipe``."""
+    out = copy.deepcopy(recipe)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not KEY=VALUE (e.g. rollouts.beams=1)")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def _out(recipe: dict) -> Path:
+    d = Path(recipe.get("output_dir") or f"runs/{recipe['_name']}")
+    return d if d.is_absolute() else Path.cwd() / d
+
+
+def _threads(recipe: dict) -> None:
+    n = recipe.get("threads")
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+# ------------------------------------------------------------------------------------------
+# stages
+
+
+def stage_data(recipe: dict, out: Path, force: bool = False) -> list[Example]:
+    path = out / "examples.jsonl"
+    if path.is_file() and not force:
+        return [Example.from_dict(json.loads(l)) for l in path.open() if l.strip()]
+    from .masking import MaskingConfig, apply_masking
+
+    cfg = recipe["data"]
+    seed = int(recipe.get("seed", 0))
+    root = cfg.get("root")
+    index = EvalIndex.build(root, require_bfcl=bool(cfg.get("require_bfcl", True)))
+    examples, skipped = load_sources(cfg.get("sources") or {"seal-tools": {}, "glaive": {}, "api-bank-lv3": {}}, root, seed=seed, index=index)
+    kept, dropped = decontaminate(examples, index)
+    report: dict[str, Any] = {
+        "loaded": len(examples),
+        "skipped_at_load": skipped,
+        "dropped_overlapping_eval": dropped,
+        "eval_index": {"queries": {k: len(v) for k, v in index.queries.items()}, "tool_names": {k: len(v) for k, v in index.tool_names.items()}, "missing": index.missing},
+    }
+    max_prompt = cfg.get("max_prompt_tokens")
+    if max_prompt:
+        from ..models import resolve_model_path
+        from ..prompt import PromptFormat, normalize_messages
+        from ..schema import to_tool_specs
+        from transformers import AutoTokenizer
+
+        from ..backends import backend_of
+
+        backend, ref = backend_of(recipe["rollouts"].get("policy", "smollm2"))
+        tok_ref = cfg.get("tokenizer") or (ref if backend != "openai" else None) or "smollm2"
+        tok = AutoTokenizer.from_pretrained(resolve_model_path(tok_ref), local_files_only=True)
+        fmt = PromptFormat()
+        fit = []
+        for ex in kept:
+            n = len(tok(fmt.render(tok, normalize_messages(ex.messages), to_tool_specs(ex.tools)), add_special_tokens=False)["input_ids"])
+            if n <= max_prompt:
+                fit.append(ex)
+        report["dropped_prompt_too_long"] = len(kept) - len(fit)
+        kept = fit
+    per_source = cfg.get("per_source") or {}
+    rng = random.Random(stable_seed("sample", seed))
+    chosen: list[Example] = []
+    by_source: dict[str, list[Example]] = {}
+    for ex in kept:
+        by_source.setdefault(ex.source, []).append(ex)
+    for src, items in sorted(by_source.items()):
+        items = sorted(items, key=lambda e: stable_seed("order", seed, e.id))
+        n = per_source.get(src)
+        chosen += items if n is None else items[: int(n)]
+    rng.shuffle(chosen)
+    masking = MaskingConfig(**{"seed": seed, **(recipe.get("masking") or {})})
+    final = apply_masking(chosen, masking)
+    report["selected"] = {src: sum(1 for e in chosen if e.source == src) for src in sorted(by_source)}
+    report["after_masking"] = len(final)
+    report["masked"] = sum(1 for e in final if e.meta.get("masked"))
+    out.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for ex in final:
+            f.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+    (out / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log.info("data: %d examples (%s)", len(final), report["selected"])
+    return final
+
+
+def stage_rollouts(recipe: dict, out: Path, examples: list[Example], force: bool = False) -> list[dict]:
+    from .rollouts import RolloutConfig, collect_rollouts, read_rollouts
+
+    path = out / "rollouts.jsonl"
+    if force and path.exists():
+        path.unlink()
+    cfg = dict(recipe["rollouts"])
+    policy_ref = cfg.pop("policy", "smollm2")
+    max_step_tokens = int(cfg.pop("max_step_tokens", 32))
+    budget = cfg.pop("budget_minutes", None)
+    config = RolloutConfig(**{"seed": int(recipe.get("seed", 0)), **cfg})
+    done = {r["id"] for r in read_rollouts(path)}
+    todo = [e for e in examples if e.id not in done]
+    if not todo:
+        return read_rollouts(path)
+    from ..backends import load_policy
+
+    _threads(recipe)
+    # "smollm2" or a path: transformers here; "vllm:PATH" or a server URL on a GPU machine
+    policy = load_policy(policy_ref, max_step_tokens=max_step_tokens)
+    return collect_rollouts(examples, policy, path, config, budget_seconds=float(budget) * 60 if budget else None)
+
+
+def stage_dataset(recipe: dict, out: Path, records: list[dict], force: bool = False) -> dict:
+    from .dataset import build_rows, format_statistics, save_dataset, statistics
+
+    d = out / "dataset"
+    if (d / "stats.json").is_file() and not force:
+        return json.loads((d / "stats.json").read_text())
+    cfg = recipe["data"]
+    rows = build_rows(records, test_fraction=float(cfg.get("test_fraction", 0.15)), seed=int(recipe.get("seed", 0)))
+    save_dataset(rows, d)
+    stats = statistics(rows)
+    (d / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    (d / "stats.md").write_text(format_statistics(stats) + "\n")
+    log.info("dataset:\n%s", format_statistics(stats))
+    return stats
+
+
+def trainer_config(recipe: dict, kind: str, out: Path, **extra):
+    from .trainer import config_for
+
+    tcfg = recipe["train"]
+    kw = {**(tcfg.get("common") or {}), **(tcfg.get(kind) or {}), **extra}
+    kw.setdefault("output_dir", str(out / "checkpoints" / kind))
+    kw.setdefault("seed", int(recipe.get("seed", 0)))
+    kw.setdefault("num_threads", recipe.get("threads"))
+    import torch
+
+    if not torch.cuda.is_available():
+        kw.setdefault("use_cpu", True)
+        kw.setdefault("dataloader_pin_memory", False)
+    return config_for(kind, **kw)
+
+
+def _rebuild_command(recipe: dict) -> str:
+    rel = os.path.relpath(recipe["_path"], REPO_ROOT) if recipe.get("_path") else recipe["_name"]
+    return f"nice -n 10 toolprm-agents train run {rel}"
+
+
+def stage_train(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force: bool = False) -> dict[str, Path]:
+    from .dataset import load_dataset_split
+    from .trainer import build_trainer, save_judge
+
+    train_rows = load_dataset_split(out / "dataset", "train")
+    stats_path = out / "dataset" / "stats.json"
+    data_info = {"recipe": recipe["_name"], "stats": json.loads(stats_path.read_text()) if stats_path.is_file() else {}}
+    report = out / "data_report.json"
+    if report.is_file():
+        rep = json.loads(report.read_text())
+        data_info["sources"] = rep.get("selected")
+        data_info["dropped_overlapping_eval"] = sum(rep.get("dropped_overlapping_eval", {}).values())
+    paths = {}
+    for kind in kinds:
+        if kind not in (recipe["train"].get("kinds") or KINDS):
+            continue
+        config = trainer_config(recipe, kind, out)
+        dest = Path(config.output_dir)
+        if (dest / "toolprm_config.json").is_file() and not force:
+            paths[kind] = dest
+            continue
+        _threads(recipe)
+        t0 = time.monotonic()
+        trainer = build_trainer(config, train_rows)
+        trainer.train()
+        info = {**data_info, "train_seconds": round(time.monotonic() - t0, 1)}
+        save_judge(trainer, config, metrics=None, data=info, rebuild_command=_rebuild_command(recipe))
+        paths[kind] = dest
+        del trainer
+    return paths
+
+
+def stage_eval(recipe: dict, out: Path, force: bool = False) -> dict:
+    from ..scorers import JudgeConfig
+    from .dataset import load_dataset_split
+    from .rm_eval import evaluate_checkpoint, evaluate_judge, format_metrics
+
+    d = out / "eval"
+    if (d / "metrics.json").is_file() and not force:
+        return json.loads((d / "metrics.json").read_text())
+    test_rows = load_dataset_split(out / "dataset", "test")
+    ecfg = recipe.get("eval") or {}
+    max_length = int(ecfg.get("max_length", 4096))
+    if ecfg.get("max_queries"):
+        ids = sorted({r["id"] for r in test_rows}, key=lambda i: stable_seed("eval", i))[: int(ecfg["max_queries"])]
+        test_rows = [r for r in test_rows if r["id"] in set(ids)]
+    _threads(recipe)
+    results: dict[str, dict] = {}
+    kinds = [k for k in KINDS if (out / "checkpoints" / k / "toolprm_config.json").is_file()]
+    if ecfg.get("base_reference", True) and kinds:
+        # the untrained judge (the base model asked the question zero-shot) as a reference row
+        from ..models import load_causal_lm
+
+        base = (recipe["train"].get("common") or {}).get("base_model", "smollm2")
+        model, tok = load_causal_lm(base)
+        results["base (untrained) ToolPRM"] = evaluate_judge(model, tok, JudgeConfig(kind="toolprm", base_model=base), test_rows, max_length=max_length, progress=True)
+    for kind in kinds:
+        ck = out / "checkpoints" / kind
+        m = evaluate_checkpoint(ck, test_rows, kind=kind, max_length=max_length, progress=True)
+        results[{"toolprm": "ToolPRM", "orm": "ORM", "cprm": "C-PRM"}[kind]] = m
+        _write_metrics_into_card(ck, m)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    (d / "metrics.md").write_text(format_metrics(results) + "\n")
+    log.info("held-out metrics:\n%s", format_metrics(results))
+    return results
+
+
+def _write_metrics_into_card(ck: Path, metrics: dict) -> None:
+    from ..scorers import JudgeConfig
+    from .trainer import model_card
+
+    judge = JudgeConfig.load(ck)
+    judge.metadata["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    judge.save(ck)
+
+    class _C:  # what model_card reads of a training config
+        output_dir = str(ck)
+
+    (ck / "README.md").write_text(model_card(judge, _C()))  # type: ignore[arg-type]
+
+
+def stage_install(recipe: dict, out: Path) -> list[Path]:
+    inst = recipe.get("install") or {}
+    target = inst.get("to")
+    if not target:
+        return []
+    target = Path(target) if Path(target).is_absolute() else REPO_ROOT / target
+    suffix = inst.get("suffix", "smollm2")
+    done = []
+    for kind in KINDS:
+        src = out / "checkpoints" / kind
+        if not (src / "toolprm_config.json").is_file():
+            continue
+        dst = target / f"{kind}-{suffix}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for old in dst.iterdir():
+            if old.is_file():
+                old.unlink()
+        for f in ("adapter_model.safetensors", "adapter_config.json", "toolprm_config.json", "README.md"):
+            if (src / f).is_file():
+                shutil.copyfile(src / f, dst / f)
+                os.chmod(dst / f, 0o644)
+        done.append(dst)
+    return done
+
+
+def run_stage(recipe: dict, stage: str, *, force: bool = False, kinds: Sequence[str] = KINDS):
+    out = _out(recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str) + "\n")
+    if stage == "data":
+        return stage_data(recipe, out, force)
+    if stage == "rollouts":
+        return stage_rollouts(recipe, out, stage_data(recipe, out), force)
+    if stage == "dataset":
+        from .rollouts import read_rollouts
+
+        return stage_dataset(recipe, out, read_rollouts(out / "rollouts.jsonl"), force)
+    if stage == "train":
+        return stage_train(recipe, out, kinds, force)
+    if stage == "eval":
+        return stage_eval(recipe, out, force)
+    if stage == "install":
+        return stage_install(recipe, out)
+    raise ValueError(f"unknown stage {stage!r}: choose from {', '.join(STAGES)}")
+
+
+def run_pipeline(recipe: dict, *, stages: Sequence[str] = STAGES, force: Sequence[str] = ()) -> dict:
+    """Run ``stages`` in order; returns each stage's seconds and the final tables."""
+    timings = {}
+    result: dict[str, Any] = {}
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        t0 = time.monotonic()
+        print(f"== {stage} ==", file=sys.stderr, flush=True)
+        result[stage] = run_stage(recipe, stage, force=stage in force)
+        timings[stage] = round(time.monotonic() - t0, 1)
+        print(f"== {stage} done in {timings[stage]:.0f} s ==", file=sys.stderr, flush=True)
+    out = _out(recipe)
+    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    return {"timings": timings, "output_dir": str(out)}
+
+
+def dry_run(recipe: dict, *, base_model: str | None = None, rows: Sequence[dict] | None = None, kinds: Sequence[str] | None = None) -> dict:
+    """Build each judge's trainer without training (checks a recipe on a machine that
+    cannot run it: ``base_model`` replaces the recipe's, e.g. a tiny local model)."""
+    from .trainer import build_trainer
+
+    out = _out(recipe)
+    built = {}
+    for kind in kinds or recipe["train"].get("kinds") or KINDS:
+        extra = {"base_model": base_model} if base_model else {}
+        extra.update({"bf16": False, "dtype": "float32"} if base_model else {})
+        config = trainer_config(recipe, kind, out, **extra)
+        trainer = build_trainer(config, rows or _dry_rows())
+        built[kind] = {"trainer": type(trainer).__name__, "sequences": len(trainer.train_dataset), "judgements": trainer.train_dataset.num_judgements, "args": {k: getattr(config, k) for k in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "use_lora", "max_length")}}
+    return built
+
+
+def _dry_rows() -> list[dict]:
+    """A two-answer dataset made from the gold answer of a built-in example (for dry runs)."""
+    from .dataset import build_rows
+    from .rollouts import RolloutConfig, plan_for
+
+    ex = Example(
+        "dry/0", "dry",
+        [{"role": "user", "content": "What is the weather in Paris?"}],
+        [{"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+        [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+    )
+    plan = plan_for(ex, RolloutConfig().limits(1))
+    gold = plan.answer_from_calls(ex.calls)
+    wrong = plan.answer_from_calls([{"name": "get_weather", "arguments": {"city": "Rome"}}])
+    rec = {"example": ex.to_dict(), "answers": [
+        {"steps": [s.to_dict() for s in gold.steps], "origin": "gold", "count": 0},
+        {"steps": [s.to_dict() for s in wrong.steps], "origin": "sample", "count": 1},
+    ]}
+    return [dict(r, split="train") for r in build_rows([rec], test_fraction=0.0)]
