@@ -46,7 +46,13 @@ def test_bad_tools(search, tools, match):
         search.search("hi", tools)
 
 
-@pytest.mark.parametrize("messages, match", [([], "empty"), ([{"role": "robot", "content": "x"}], "robot"), (3, "int")])
+BAD_ARGS = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "ping", "arguments": "{host:"}}]}
+
+
+@pytest.mark.parametrize(
+    "messages, match",
+    [([], "empty"), ([{"role": "robot", "content": "x"}], "robot"), (3, "int"), ([BAD_ARGS], "'ping' are not JSON")],
+)
 def test_bad_messages(search, messages, match):
     with pytest.raises(MessageError, match=match):
         search.search(messages, [OK_TOOL])
@@ -92,3 +98,15 @@ def test_cli_call_prints_the_calls_as_json(tmp_path, tiny_model_dir):
     calls = json.loads(out.stdout)
     assert isinstance(calls, list) and all(c["name"] == "ping" and set(c["arguments"]) <= {"host"} for c in calls)
     assert "[round  0]" in out.stderr and "done in" in out.stderr
+
+
+def test_langchain_chat_message_roles():
+    from langchain_core.messages import ChatMessage, ToolMessage
+
+    from toolprm_agents.prompt import normalize_messages
+
+    out = normalize_messages([ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="yo"),
+                              ToolMessage(content="42", tool_call_id="c1")])
+    assert out == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "tool", "content": "42"}]
+    with pytest.raises(MessageError, match="'wizard'"):
+        normalize_messages([ChatMessage(role="wizard", content="x")])

@@ -62,7 +62,8 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"
 
 def _one_message(m: Any, i: int) -> dict[str, str]:
     if hasattr(m, "type") and hasattr(m, "content"):  # LangChain BaseMessage
-        role = _ROLES.get(m.type)
+        # ChatMessage (type "chat") carries its role itself
+        role = _ROLES.get(getattr(m, "role", "") if m.type == "chat" else m.type)
         content = m.content if isinstance(m.content, str) else _text_of(m.content)
         calls = getattr(m, "tool_calls", None) or []
         if calls:
@@ -81,13 +82,17 @@ def _one_message(m: Any, i: int) -> dict[str, str]:
                 fn = c.get("function", c)
                 args = fn.get("arguments", fn.get("args", {}))
                 if isinstance(args, str):
-                    args = json.loads(args or "{}")
+                    try:
+                        args = json.loads(args or "{}")
+                    except json.JSONDecodeError as exc:
+                        raise MessageError(f"message {i}: the arguments of tool call {fn.get('name')!r} are not JSON: {exc}") from None
                 rendered.append({"name": fn["name"], "arguments": args})
             content = (content + "\n" if content else "") + json.dumps(rendered, ensure_ascii=False)
     else:
         raise MessageError(f"message {i} is a {type(m).__name__}; expected a dict with 'role' and 'content' or a LangChain message")
     if role is None:
-        raise MessageError(f"message {i} has an unknown role {getattr(m, 'type', None) or m.get('role')!r}")
+        what = (getattr(m, "role", None) or m.type) if hasattr(m, "type") else m.get("role")
+        raise MessageError(f"message {i} has an unknown role {what!r}")
     return {"role": role, "content": content}
 
 

@@ -1,0 +1,130 @@
+"""Markdown tables of evaluation runs (``results.json`` files), for the README.
+
+    python benchmarks/results_table.py runs/eval                 # every run under runs/eval
+    python benchmarks/results_table.py runs/eval --heatmap runs/eval/heatmap
+
+Prints (1) accuracy per benchmark (rows) and method (columns); (2) one row per run with its
+items, accuracy, valid answers, mean tokens and seconds per item, the summed search time and
+the command that reproduces it; (3) with ``--heatmap``, beam-search accuracy over N x M.
+Seconds are summed over items (``compute.seconds``), so a resumed run still reports its
+whole search time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from toolprm_agents.evaluation.plot import find_runs, method_label  # noqa: E402
+
+METHOD_ORDER = ["greedy", "best-of-N, ORM", "best-of-N, ToolPRM", "beam, C-PRM", "beam, ToolPRM"]
+BENCH_ORDER = ["bfcl:simple_python", "bfcl:multiple", "bfcl:parallel", "bfcl:irrelevance", "apibank:l1", "apibank:l2", "toolalpaca"]
+
+
+def _method(run: dict) -> str:
+    s = run["config"]["search"]
+    label = method_label(run)
+    if s["strategy"] == "beam":
+        return f"{label} N{s['beams']} M{s['expand']}"
+    if s["strategy"] == "best_of_n":
+        return f"{label} N{s['beams']}"
+    return label
+
+
+def _order(key: str, order: list[str]) -> tuple[int, str]:
+    for i, o in enumerate(order):
+        if key.startswith(o):
+            return i, key
+    return len(order), key
+
+
+def _total_seconds(run: dict) -> float:
+    return sum(it["compute"].get("seconds", 0.0) for it in run["items"])
+
+
+def accuracy_table(runs: list[dict]) -> str:
+    cells: dict[tuple[str, str], dict] = {}
+    for r in runs:
+        cells[(r["benchmark"], _method(r))] = r
+    benches = sorted({b for b, _ in cells}, key=lambda b: _order(b, BENCH_ORDER))
+    methods = sorted({m for _, m in cells}, key=lambda m: _order(m, METHOD_ORDER))
+    lines = ["| benchmark (items) | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    for b in benches:
+        ns = sorted({cells[(b, m)]["n"] for m in methods if (b, m) in cells})
+        row = [f"{b} ({'/'.join(map(str, ns))})"]
+        best = max(cells[(b, m)]["accuracy"] for m in methods if (b, m) in cells)
+        for m in methods:
+            r = cells.get((b, m))
+            if r is None:
+                row.append("not run")
+                continue
+            acc = f"{100 * r['accuracy']:.1f}"
+            row.append(f"**{acc}**" if r["accuracy"] == best else acc)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict]) -> str:
+    lines = [
+        "| benchmark | method | items | accuracy % | valid % | tokens/item | s/item | search time | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (_order(r["benchmark"], BENCH_ORDER), _order(_method(r), METHOD_ORDER))):
+        m = r["compute"]["mean"]
+        cmd = r["config"].get("command") or ""
+        lines.append(
+            f"| {r['benchmark']} | {_method(r)} | {r['n']} | {100 * r['accuracy']:.1f} | {100 * r['valid_rate']:.1f} | "
+            f"{m['tokens_total']:.0f} | {m['seconds']:.2f} | {_total_seconds(r) / 60:.1f} min | `{cmd}` |"
+        )
+    return "\n".join(lines)
+
+
+def heatmap_table(runs: list[dict]) -> str:
+    grid: dict[tuple[int, int], dict] = {}
+    greedy = None
+    for r in runs:
+        s = r["config"]["search"]
+        if s["strategy"] == "beam":
+            grid[(s["beams"], s["expand"])] = r
+        elif s["strategy"] == "greedy":
+            greedy = r
+    ns, ms = sorted({n for n, _ in grid}), sorted({m for _, m in grid})
+    lines = ["| N (kept) \\ M (samples) | " + " | ".join(f"M={m}" for m in ms) + " |", "|---" * (len(ms) + 1) + "|"]
+    for n in ns:
+        row = [f"N={n}"]
+        for m in ms:
+            r = grid.get((n, m))
+            row.append(f"{100 * r['accuracy']:.1f} ({r['compute']['mean']['seconds']:.1f} s)" if r else "not run")
+        lines.append("| " + " | ".join(row) + " |")
+    if greedy:
+        lines.append(f"\ngreedy on the same items: {100 * greedy['accuracy']:.1f} ({greedy['compute']['mean']['seconds']:.1f} s/item)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders or folders holding them")
+    p.add_argument("--heatmap", default=None, help="folder of the N x M grid's runs (left out of the other tables)")
+    args = p.parse_args(argv)
+    runs = find_runs(args.runs)
+    if args.heatmap:
+        hm = Path(args.heatmap).resolve()
+        runs = [r for r in runs if hm not in Path(r["_path"]).resolve().parents]
+    print("### Accuracy (%)\n")
+    print(accuracy_table(runs))
+    print("\n### Runs\n")
+    print(runs_table(runs))
+    if args.heatmap:
+        print("\n### Beam search with ToolPRM over N x M\n")
+        print(heatmap_table(find_runs([args.heatmap])))
+    machines = {(r["run"].get("machine") or {}).get("processor") for r in runs}
+    cpus = {(r["run"].get("machine") or {}).get("cpus") for r in runs}
+    print(f"\nmachine: {', '.join(sorted(map(str, machines)))}; {', '.join(map(str, cpus))} CPUs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
