@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from toolprm_agents.agent import create_toolprm_agent
 from toolprm_agents.apibank_tools import ApiBank
+from toolprm_agents.backends import backends_from_env
 from toolprm_agents.search import SearchConfig
 
 DEFAULT_SEARCH = SearchConfig(strategy="beam", beams=2, expand=4)
@@ -27,4 +28,5 @@ def build_graph(*, bank: ApiBank | None = None, policy=None, scorer="toolprm", s
     return create_toolprm_agent(bank.tools(), policy=policy, scorer=scorer, search=search or DEFAULT_SEARCH, checkpointer=checkpointer, name="apibank_agent", **kwargs)
 
 
-graph = build_graph()
+# TOOLPRM_POLICY / TOOLPRM_PRM: a served policy and judge (see toolprm_agents.backends)
+graph = build_graph(**backends_from_env())

@@ -20,6 +20,7 @@ from typing import Any  # (no `from __future__ import annotations`: the state sc
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
+from toolprm_agents.backends import backends_from_env
 from toolprm_agents.node import ToolPRMNode
 from toolprm_agents.search import SearchConfig
 
@@ -50,4 +51,5 @@ def build_graph(*, policy=None, scorer="toolprm", search: "SearchConfig | None" 
     return builder.compile(checkpointer=checkpointer, name="bfcl_agent")
 
 
-graph = build_graph()
+# TOOLPRM_POLICY / TOOLPRM_PRM: a served policy and judge (see toolprm_agents.backends)
+graph = build_graph(**backends_from_env())

@@ -19,6 +19,7 @@ import operator
 from langchain_core.tools import tool
 
 from toolprm_agents.agent import create_toolprm_agent
+from toolprm_agents.backends import backends_from_env
 from toolprm_agents.search import SearchConfig
 
 # a demo world: fixed data, so runs are reproducible
@@ -80,4 +81,5 @@ def build_graph(*, policy=None, scorer="toolprm", search: SearchConfig | None = 
     return create_toolprm_agent(DEMO_TOOLS, policy=policy, scorer=scorer, search=search or DEFAULT_SEARCH, checkpointer=checkpointer, name="toolprm_agent", **kwargs)
 
 
-graph = build_graph()
+# TOOLPRM_POLICY / TOOLPRM_PRM: a served policy and judge (see toolprm_agents.backends)
+graph = build_graph(**backends_from_env())

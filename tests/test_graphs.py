@@ -67,6 +67,15 @@ def test_graph_modules_import_without_loading_a_model(name):
     assert node._scorers == {}
 
 
+@pytest.mark.parametrize("name", ["toolprm_agent", "bfcl_agent", "apibank_agent"])
+def test_graphs_take_served_backends_from_the_environment(name, monkeypatch):
+    monkeypatch.setenv("TOOLPRM_POLICY", "http://policy:8000/v1")
+    monkeypatch.setenv("TOOLPRM_PRM", "http://prm:8001/v1#toolprm")
+    node = getattr(load_graph_module(graph_specs()[name][0]), "graph").builder.nodes["agent"].runnable
+    assert node._policy_spec == "http://policy:8000/v1" and node._prm == "http://prm:8001/v1#toolprm"
+    assert not node.loaded
+
+
 def test_demo_graph_runs_its_tools():
     module = load_graph_module(graph_specs()["toolprm_agent"][0])
     policy = ScriptedPolicy(call_then_stop([{"name": "convert_currency", "arguments": {"amount": 100, "from_currency": "USD", "to_currency": "EUR"}}]))

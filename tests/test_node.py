@@ -304,13 +304,27 @@ def test_policy_loads_lazily(monkeypatch):
     made = []
 
     class FakeTP:
-        def __init__(self, spec):
+        def __init__(self, spec, **kw):
             made.append(spec)
 
     monkeypatch.setattr(policy_mod, "TransformersPolicy", FakeTP)
     node = ToolPRMNode(TOOLS, policy="some/path")
     assert made == [] and not node.loaded
     assert isinstance(node.policy, FakeTP) and node.policy is node.policy and made == ["some/path"]
+
+
+def test_backend_specs_reach_the_backend_loaders(monkeypatch, tiny_policy):
+    """A URL or vllm: spec for the policy and the judge goes to toolprm_agents.backends."""
+    import toolprm_agents.backends as backends
+
+    policies, judges = [], []
+    monkeypatch.setattr(backends, "load_policy", lambda spec, **kw: policies.append(spec) or tiny_policy)
+    monkeypatch.setattr(backends, "load_judge", lambda spec, kind, policy=None: judges.append((spec, kind, policy)) or object())
+    node = ToolPRMNode(TOOLS, policy="http://10.0.0.1:8000/v1", scorer="toolprm", prm="http://10.0.0.2:8000/v1#judge")
+    assert node.policy is tiny_policy and policies == ["http://10.0.0.1:8000/v1"]
+    node.get_scorer()
+    node.get_scorer("orm")  # another kind named per invocation: its packaged judge, on the policy's backend
+    assert judges == [("http://10.0.0.2:8000/v1#judge", "toolprm", tiny_policy), (None, "orm", tiny_policy)]
 
 
 # ------------------------------------------------------------------------------------------

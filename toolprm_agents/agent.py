@@ -50,6 +50,7 @@ def create_toolprm_agent(
     *,
     policy: Any = None,
     scorer: Scorer | str | None = "toolprm",
+    prm: Any = None,
     search: SearchConfig | None = None,
     checkpointer: Any = None,
     answer_model: Any = None,
@@ -77,6 +78,8 @@ def create_toolprm_agent(
             executes it.)
         policy: the policy (``None``: SmolLM2-135M-Instruct, loaded on the first call).
         scorer: a scorer or its name (loaded once, on first use).
+        prm: where the scorer's judge runs (a checkpoint folder, ``"vllm:CKPT"`` or a server
+            URL; ``None``: the packaged judge), as for :class:`~toolprm_agents.node.ToolPRMNode`.
         search: the default search configuration (``None``: beam search, N=2, M=8);
             ``config["configurable"]`` overrides it per invocation.
         checkpointer: a LangGraph checkpointer (``InMemorySaver``, ``SqliteSaver``, ...)
@@ -111,6 +114,7 @@ def create_toolprm_agent(
         list(tool_node.tools_by_name.values()),
         policy=policy,
         scorer=scorer,
+        prm=prm,
         config=search,
         answer_model=answer_model,
         system_prompt=system_prompt,
@@ -140,6 +144,7 @@ def wrap_agent(
     *,
     policy: Any = None,
     scorer: Scorer | str | None = "toolprm",
+    prm: Any = None,
     search: SearchConfig | None = None,
     node_name: str | None = None,
     answer_model: Any = None,
@@ -179,7 +184,7 @@ def wrap_agent(
 
     Args:
         graph_or_builder: a compiled ``StateGraph`` or a ``StateGraph`` builder.
-        policy, scorer, search, answer_model, system_prompt, max_tool_rounds: as for
+        policy, scorer, prm, search, answer_model, system_prompt, max_tool_rounds: as for
             :func:`create_toolprm_agent`.
         node_name: the model node to replace (default: found as described above).
 
@@ -226,6 +231,7 @@ def wrap_agent(
         list(tools.values()),
         policy=policy,
         scorer=scorer,
+        prm=prm,
         config=search,
         answer_model=answer_model,
         name=model_node,

@@ -77,7 +77,7 @@ except ImportError:  # pragma: no cover - older langgraph
 from .context import PromptTooLongError
 from .prompt import CHATML, normalize_messages
 from .schema import ToolSpec, to_tool_specs
-from .scorers import Scorer, load_scorer
+from .scorers import Scorer
 from .search import SearchConfig, SearchResult, ToolPRMSearch
 
 AnswerReason = Literal["no_call", "repeat", "max_tool_rounds", "remaining_steps", "incomplete", "error"]
@@ -127,12 +127,20 @@ class ToolPRMNode(RunnableCallable):
             or OpenAI/BFCL function dicts (the same ones given to ``ToolNode``), or a
             ``ToolNode`` (its tools are used). ``None``: each invocation reads its tools
             from the state key ``tools_key`` (e.g. BFCL function docs).
-        policy: the candidate generator: a :class:`~toolprm_agents.policy.Policy`, a model
-            path or ``(model, tokenizer)`` pair for a ``TransformersPolicy``, or ``None`` for
-            SmolLM2-135M-Instruct. Paths and ``None`` load on first use.
+        policy: the candidate generator: a :class:`~toolprm_agents.policy.Policy`, a
+            ``(model, tokenizer)`` pair, or a backend spec as for
+            :func:`~toolprm_agents.backends.load_policy`: ``None``/``"smollm2"`` or a model
+            path (transformers on this CPU), ``"vllm:PATH"`` (an in-process vLLM engine),
+            ``"http://host:port/v1"`` (an OpenAI-compatible server). Specs load on first use.
         scorer: a :class:`~toolprm_agents.scorers.Scorer` or a scorer name (``toolprm``,
             ``orm``, ``cprm``, ``likelihood``); loaded once, on first use. Unused by greedy
             search.
+        prm: where the default scorer's judge runs, a spec as for
+            :func:`~toolprm_agents.backends.load_judge`: a judge checkpoint folder,
+            ``"vllm:CKPT"``, or a server URL (``http://host:port/v1#NAME`` for served model
+            ``NAME``). ``None``: the packaged judge, on the policy's backend when it is an
+            in-process vLLM engine, else on transformers. Scorers named per invocation
+            (``configurable["scorer"]``) other than the default use their packaged judge.
         config: the default :class:`~toolprm_agents.search.SearchConfig` (beam search,
             N=2, M=8); ``config["configurable"]`` overrides it per invocation.
         answer_model: a LangChain chat model writing the text answer when the node makes
@@ -162,6 +170,7 @@ class ToolPRMNode(RunnableCallable):
         *,
         policy: Any = None,
         scorer: Scorer | str | None = "toolprm",
+        prm: Any = None,
         config: SearchConfig | None = None,
         answer_model: Any = None,
         name: str = "agent",
@@ -195,6 +204,7 @@ class ToolPRMNode(RunnableCallable):
         self._policy_spec = policy
         self._policy = policy if _is_policy(policy) else None
         self._default_scorer = scorer
+        self._prm = prm
         self._scorers: dict[Any, Scorer] = {}
         self._load_lock = threading.Lock()
 
@@ -205,9 +215,9 @@ class ToolPRMNode(RunnableCallable):
         if self._policy is None:
             with self._load_lock:
                 if self._policy is None:
-                    from .policy import TransformersPolicy
+                    from .backends import load_policy
 
-                    self._policy = TransformersPolicy(self._policy_spec)
+                    self._policy = load_policy(self._policy_spec)
         return self._policy
 
     @property
@@ -227,8 +237,12 @@ class ToolPRMNode(RunnableCallable):
             with self._load_lock:
                 hit = self._scorers.get(key)
                 if hit is None:
+                    from .backends import load_judge
+
+                    default = (self._default_scorer or "toolprm")
+                    is_default = isinstance(default, str) and default.lower().replace("-", "") == key
                     # a judge on the policy's base shares its weights and its model lock
-                    hit = self._scorers[key] = load_scorer(key, policy=policy)
+                    hit = self._scorers[key] = load_judge(self._prm if is_default else None, key, policy=policy)
         return hit
 
     # -- the node --------------------------------------------------------------------------

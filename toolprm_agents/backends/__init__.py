@@ -33,7 +33,7 @@ from ..policy import Policy
 from ..scorers import Scorer, ScorerError, load_scorer
 from .base import BackendError
 
-__all__ = ["BackendError", "backend_of", "load_judge", "load_policy"]
+__all__ = ["BackendError", "backend_of", "backends_from_env", "load_judge", "load_policy"]
 
 
 def backend_of(spec: Any) -> tuple[str, Any]:
@@ -50,6 +50,18 @@ def backend_of(spec: Any) -> tuple[str, Any]:
         if s.split(":", 1)[0] in ("http", "https", "openai", "vllm-serve", "tgi"):
             raise ValueError(f"backend spec {spec!r}: a server is given by its URL, e.g. http://127.0.0.1:8000/v1")
     return "transformers", spec
+
+
+def backends_from_env(environ: Any = None) -> dict[str, Any]:
+    """``{"policy": $TOOLPRM_POLICY, "prm": $TOOLPRM_PRM}`` (``None`` where unset or empty).
+
+    The deployable graphs (``graphs/``) are built with these, so ``langgraph dev`` or a
+    LangGraph server points at served models without code changes::
+
+        TOOLPRM_POLICY=http://policy-lb:8000/v1 TOOLPRM_PRM=http://prm-lb:8001/v1#toolprm langgraph dev
+    """
+    env = os.environ if environ is None else environ
+    return {"policy": (env.get("TOOLPRM_POLICY") or "").strip() or None, "prm": (env.get("TOOLPRM_PRM") or "").strip() or None}
 
 
 def _server_kw(url: str, kw: dict) -> tuple[str, dict]:
