@@ -246,3 +246,13 @@ def test_grammar_choice_of_functions_only(plan, grammars):
 def test_compiled_grammars_are_cached(plan, grammars):
     d = plan.decision(plan.start())
     assert grammars.compiled(d) is grammars.compiled(plan.decision(plan.start()))
+
+
+@pytest.mark.parametrize("text", ['"caf\u00e9": ', '"\U0001F600 mood": ', '"a\\\\b": '])
+def test_literal_grammar_matches_its_text_outside_the_bmp(text):
+    from xgrammar.testing import _is_grammar_accept_string
+
+    from toolprm_agents.grammar import _literal
+
+    assert _is_grammar_accept_string(_literal(text), text)
+    assert not _is_grammar_accept_string(_literal(text), text[:-1])

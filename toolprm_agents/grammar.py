@@ -28,7 +28,9 @@ class GrammarError(ToolSpecError):
 
 
 def _literal(text: str) -> xgr.Grammar:
-    return xgr.Grammar.from_ebnf("root ::= " + json.dumps(text))
+    # ensure_ascii=False: a character outside the BMP written as a \u surrogate pair would
+    # match its two surrogate halves, not the character itself
+    return xgr.Grammar.from_ebnf("root ::= " + json.dumps(text, ensure_ascii=False))
 
 
 # xgrammar's bounded string characters admit control characters, which JSON does not
