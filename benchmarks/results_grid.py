@@ -7,19 +7,22 @@ runs two single-threaded evaluations at once, which on a 2-core machine is faste
 one two-threaded run (small models do not scale across threads).
 
     python benchmarks/results_grid.py --dry-run              # the commands
-    python benchmarks/results_grid.py --workers 2            # everything, in priority order
-    python benchmarks/results_grid.py --only heatmap         # one group
-    toolprm-agents plot runs/eval --out docs/results          # then the plots
-    python benchmarks/results_table.py runs/eval              # and the README table
+    python benchmarks/results_grid.py --workers 2            # everything
+    # what was run here: two queues side by side, one core each
+    python benchmarks/results_grid.py --workers 1 --only main-greedy --only main-beam &
+    python benchmarks/results_grid.py --workers 1 --only baselines --only heatmap --only main-beam &
+    python benchmarks/results_table.py runs/eval --heatmap runs/eval/heatmap   # the README tables
 
-Groups, in the order they run (most informative first):
+Two grid processes may share runs: each run folder is claimed with a lock file, so a run is
+done once. Groups (``--only``, in the order given):
 
-* ``main``: greedy and fine-grained beam search (ToolPRM, N=2, M=4) on the six benchmarks;
-* ``baselines``: best-of-N (N=4) with the ORM and with ToolPRM, and beam search with the
-  coarse call-level PRM, on BFCL simple_python;
-* ``heatmap``: beam search with ToolPRM over N in {1, 2, 4} x M in {2, 4, 8} on the first
-  30 BFCL simple_python items;
-* ``baselines-apibank``: the baselines on API-Bank L1.
+* ``main-greedy``, ``main-beam``: greedy and fine-grained beam search (ToolPRM, N=2, M=4) on
+  the six benchmarks (first 100 items, or the whole set when smaller);
+* ``baselines``: on the first 50 BFCL simple_python items, greedy and beam search with
+  ToolPRM (their first 50 items of the runs above, reused) against best-of-N (N=4) with
+  ToolPRM and with the ORM, and beam search with the coarse call-level PRM;
+* ``heatmap``: beam search with ToolPRM over N (beams kept) x M (samples per beam) on the
+  first 20 BFCL simple_python items.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -40,8 +44,8 @@ MAIN = [
     ("bfcl:simple_python", 100),
     ("apibank:l1", 100),
     ("bfcl:multiple", 100),
-    ("toolalpaca", None),  # 114 items: the whole set
     ("bfcl:irrelevance", 100),
+    ("toolalpaca", None),  # 114 items: the whole set
     ("bfcl:parallel", 100),
 ]
 GREEDY = ["--strategy", "greedy"]
@@ -51,7 +55,9 @@ BASELINES = [
     ["--strategy", "best-of-n", "--beams", "4", "--scorer", "orm"],
     ["--strategy", "beam", "--beams", "2", "--expand", "4", "--scorer", "cprm"],
 ]
-HEATMAP_LIMIT = 30
+BASELINE_LIMIT = 50
+HEATMAP_LIMIT = 20
+HEATMAP = [(1, 2), (1, 4), (1, 8), (2, 2), (2, 4), (2, 8), (4, 2), (4, 4)]  # N=4 M=8 left out: ~60 s an item here
 
 
 def _cmd(benchmark: str, limit: int | None, method: list[str], out: str) -> list[str]:
@@ -75,29 +81,63 @@ def _slug(benchmark: str, limit: int | None, method: list[str]) -> str:
 
 
 def grid(runs_dir: str) -> dict[str, list[list[str]]]:
+    """The runs, by group. Runs on the first K items of a method also run on more items
+    elsewhere in the grid reuse those items (see :func:`_seed`)."""
+
     def run(benchmark, limit, method, sub=""):
         out = os.path.join(runs_dir, sub, _slug(benchmark, limit, method))
         return _cmd(benchmark, limit, method, out)
 
-    groups: dict[str, list[list[str]]] = {"main": [], "baselines": [], "heatmap": [], "baselines-apibank": []}
+    groups: dict[str, list[list[str]]] = {"main-greedy": [], "main-beam": [], "baselines": [], "heatmap": []}
     for bench, limit in MAIN:
-        groups["main"] += [run(bench, limit, GREEDY), run(bench, limit, BEAM)]
-    for method in BASELINES:
-        groups["baselines"].append(run("bfcl:simple_python", 100, method))
-        groups["baselines-apibank"].append(run("apibank:l1", 100, method))
-    for n in (1, 2, 4):
-        for m in (2, 4, 8):
-            method = ["--strategy", "beam", "--beams", str(n), "--expand", str(m), "--scorer", "toolprm"]
-            groups["heatmap"].append(run("bfcl:simple_python", HEATMAP_LIMIT, method, sub="heatmap"))
+        groups["main-greedy"].append(run(bench, limit, GREEDY))
+        groups["main-beam"].append(run(bench, limit, BEAM))
+    for method in [GREEDY, BEAM, *BASELINES]:
+        groups["baselines"].append(run("bfcl:simple_python", BASELINE_LIMIT, method, sub="baselines"))
+    for n, m in HEATMAP:
+        method = ["--strategy", "beam", "--beams", str(n), "--expand", str(m), "--scorer", "toolprm"]
+        groups["heatmap"].append(run("bfcl:simple_python", HEATMAP_LIMIT, method, sub="heatmap"))
     groups["heatmap"].append(run("bfcl:simple_python", HEATMAP_LIMIT, GREEDY, sub="heatmap"))
     return groups
+
+
+def _out(cmd: list[str]) -> Path:
+    return ROOT / cmd[cmd.index("--out") + 1]
+
+
+def _seed(cmd: list[str], all_cmds: list[list[str]]) -> None:
+    """Start a run from the items another run of the same benchmark and method already
+    answered (the same search on the same item gives the same answer: every item is
+    searched independently with the same seed; ``--limit`` is not part of a run's identity)."""
+    out = _out(cmd)
+    if (out / "items.jsonl").exists():
+        return
+
+    def identity(c: list[str]) -> list[str]:
+        c = [a for a in c[: c.index("--out")] if a != "--quiet"]
+        if "--limit" in c:
+            i = c.index("--limit")
+            c = c[:i] + c[i + 2:]
+        return c
+
+    key = identity(cmd)
+    for other in all_cmds:
+        if other is cmd:
+            continue
+        k = identity(other)
+        src = _out(other)
+        if k == key and (src / "items.jsonl").is_file() and (src / "config.json").is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / "config.json", out / "config.json")
+            shutil.copy(src / "items.jsonl", out / "items.jsonl")
+            return
 
 
 def _finished(cmd: list[str]) -> bool:
     """results.json is written when a run ends; an interrupted run has none (or an older one)."""
     import json
 
-    out = Path(cmd[cmd.index("--out") + 1])
+    out = _out(cmd)
     limit = int(cmd[cmd.index("--limit") + 1]) if "--limit" in cmd else None
     try:
         res = json.loads((out / "results.json").read_text())
@@ -106,14 +146,34 @@ def _finished(cmd: list[str]) -> bool:
     return res.get("config", {}).get("limit") == limit and res.get("n", 0) > 0
 
 
-def _run(cmd: list[str], log_dir: Path) -> tuple[list[str], int, float]:
-    out = cmd[cmd.index("--out") + 1]
-    log = log_dir / (Path(out).name + ".log")
+def _lock(out: Path) -> bool:
+    """Claim a run folder (two grid processes may share the queue); a dead owner's lock is taken over."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".grid-lock"
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)
+        return False  # another grid process is running it
+    except (OSError, ValueError):
+        pass
+    lock.write_text(str(os.getpid()))
+    return True
+
+
+def _run(cmd: list[str], log_dir: Path, all_cmds: list[list[str]]) -> tuple[list[str], int | None, float]:
+    out = _out(cmd)
+    if _finished(cmd) or not _lock(out):
+        return cmd, None, 0.0
+    log = log_dir / (out.name + ".log")
     t0 = time.time()
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(f"$ {shlex.join(cmd)}\n")
-        fh.flush()
-        rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        _seed(cmd, all_cmds)
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"$ {shlex.join(cmd)}\n")
+            fh.flush()
+            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    finally:
+        (out / ".grid-lock").unlink(missing_ok=True)
     return cmd, rc, time.time() - t0
 
 
@@ -129,13 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or []) - set(groups)
     if unknown:
         p.error(f"unknown group(s) {sorted(unknown)}; choose from {list(groups)}")
-    cmds = [c for g, cs in groups.items() if not args.only or g in args.only for c in cs]
+    order = list(dict.fromkeys(args.only)) if args.only else list(groups)  # --only's order is the run order
+    cmds = [c for g in order for c in groups[g]]
     if args.dry_run:
-        for g, cs in groups.items():
-            if args.only and g not in args.only:
-                continue
+        for g in order:
             print(f"# {g}")
-            for c in cs:
+            for c in groups[g]:
                 print(shlex.join(c))
         return 0
     log_dir = ROOT / args.runs_dir / "logs"
@@ -144,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} of {len(cmds)} runs to do, {args.workers} at a time; logs in {log_dir}", flush=True)
     failed = 0
     with ThreadPoolExecutor(args.workers) as pool:
-        for cmd, rc, secs in pool.map(lambda c: _run(c, log_dir), todo):
-            name = Path(cmd[cmd.index("--out") + 1]).name
+        all_cmds = [c for cs in groups.values() for c in cs]
+        for cmd, rc, secs in pool.map(lambda c: _run(c, log_dir, all_cmds), todo):
+            name = _out(cmd).name
+            if rc is None:
+                print(f"{time.strftime('%H:%M:%S')} {name}: done or taken by another grid process", flush=True)
+                continue
             status = "ok" if rc == 0 else f"FAILED (exit {rc})"
             failed += rc != 0
             print(f"{time.strftime('%H:%M:%S')} {name}: {status} in {secs / 60:.1f} min", flush=True)
