@@ -1,11 +1,11 @@
 """Markdown tables of evaluation runs (``results.json`` files), for the README.
 
-    python benchmarks/results_table.py runs/eval                 # every run under runs/eval
-    python benchmarks/results_table.py runs/eval --heatmap runs/eval/heatmap
+    python benchmarks/results_table.py runs/eval --baselines runs/eval/baselines --heatmap runs/eval/heatmap
 
 Prints (1) accuracy per benchmark (rows) and method (columns); (2) one row per run with its
 items, accuracy, valid answers, mean tokens and seconds per item, the summed search time and
-the command that reproduces it; (3) with ``--heatmap``, beam-search accuracy over N x M.
+the command that reproduces it; (3) the same rows for ``--baselines``; (4) with
+``--heatmap``, beam-search accuracy over N x M.
 Seconds are summed over items (``compute.seconds``), so a resumed run still reports its
 whole search time.
 """
@@ -104,24 +104,34 @@ def heatmap_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _direct_runs(folder: str) -> list[dict]:
+    """The runs directly inside ``folder`` (not in its sub-folders such as baselines/, heatmap/)."""
+    paths = sorted(str(p.parent) for p in Path(folder).glob("*/results.json"))
+    return find_runs(paths) if paths else []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", help="run folders or folders holding them")
-    p.add_argument("--heatmap", default=None, help="folder of the N x M grid's runs (left out of the other tables)")
+    p.add_argument("main", help="folder whose sub-folders are the main runs (e.g. runs/eval)")
+    p.add_argument("--baselines", default=None, help="folder of the baseline comparison's runs")
+    p.add_argument("--heatmap", default=None, help="folder of the N x M grid's runs")
     args = p.parse_args(argv)
-    runs = find_runs(args.runs)
-    if args.heatmap:
-        hm = Path(args.heatmap).resolve()
-        runs = [r for r in runs if hm not in Path(r["_path"]).resolve().parents]
-    print("### Accuracy (%)\n")
-    print(accuracy_table(runs))
-    print("\n### Runs\n")
-    print(runs_table(runs))
-    if args.heatmap:
-        print("\n### Beam search with ToolPRM over N x M\n")
-        print(heatmap_table(find_runs([args.heatmap])))
-    machines = {(r["run"].get("machine") or {}).get("processor") for r in runs}
-    cpus = {(r["run"].get("machine") or {}).get("cpus") for r in runs}
+    runs = _direct_runs(args.main)
+    everything = list(runs)
+    if runs:
+        print("### Accuracy (%), main runs\n")
+        print(accuracy_table(runs))
+        print("\n" + runs_table(runs))
+    if args.baselines and (base := _direct_runs(args.baselines)):
+        everything += base
+        print("\n### Baselines at comparable compute\n")
+        print(runs_table(base))
+    if args.heatmap and (hm := _direct_runs(args.heatmap)):
+        everything += hm
+        print("\n### Beam search with ToolPRM over N x M: accuracy % (s/item)\n")
+        print(heatmap_table(hm))
+    machines = {(r["run"].get("machine") or {}).get("processor") for r in everything}
+    cpus = {(r["run"].get("machine") or {}).get("cpus") for r in everything}
     print(f"\nmachine: {', '.join(sorted(map(str, machines)))}; {', '.join(map(str, cpus))} CPUs")
     return 0
 
