@@ -185,7 +185,7 @@ def _strip_seq(seq, prefix: str):
                 seq.pop(0)
                 continue
             if text.startswith(prefix):
-                seq[0] = ("lit", json.dumps(text[len(prefix):]))
+                seq[0] = ("lit", json.dumps(text[len(prefix):], ensure_ascii=False))
                 return seq
             return None
         if kind == "group" and not followed_by_quant:
