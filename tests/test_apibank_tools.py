@@ -17,8 +17,8 @@ from langgraph.prebuilt import ToolNode
 from toolprm_agents.apibank_tools import DATA_DIR, ApiBank, ApiBankError, api_specs
 from toolprm_agents.schema import to_tool_specs
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "api-bank"
-SAMPLES = SHARED / "lv1-lv2-samples" / "level-1-given-desc"
+# API-Bank's level-1 dialogues with their recorded API results (copied with the licence; see its README).
+SAMPLES = Path(__file__).resolve().parent / "data" / "api-bank" / "level-1-given-desc"
 
 # Recorded results that cannot be reproduced, and why. Every other recorded call must
 # come out exactly as recorded.
@@ -47,10 +47,11 @@ def replay(path: str):
     return out
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="API-Bank samples not at ../shared/data/api-bank")
 def test_recorded_dialogue_results_are_reproduced():
     matched, mismatched = Counter(), []
-    for path in sorted(glob.glob(str(SAMPLES / "*.jsonl"))):
+    paths = sorted(glob.glob(str(SAMPLES / "*.jsonl")))
+    assert len(paths) == 214, f"expected API-Bank's 214 level-1 dialogues in {SAMPLES}"
+    for path in paths:
         for api, params, recorded, ours in replay(path):
             same = ours["output"] == recorded["output"] and ours["exception"] == recorded["exception"]
             if same:
