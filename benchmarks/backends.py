@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,49 +47,6 @@ def _items(n: int):
 
     bench = load_benchmark("bfcl:simple_python")
     return bench, bench.items()[: n + 1]  # +1: the warm-up item
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(model: str, adapter: str, log: Path, timeout: float = 300.0):
-    import httpx
-
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-        "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--dtype", "float32",
-        "--max-model-len", "4096", "--max-num-seqs", "16", "--seed", "0", "--enable-prefix-caching",
-        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-        "--enable-lora", "--max-lora-rank", "16", "--lora-modules", f"judge={adapter}",
-    ]
-    fh = open(log, "w")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    url, t0 = f"http://127.0.0.1:{port}/v1", time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"api_server exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url, time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    _stop_server(proc)
-    raise SystemExit(f"api_server not ready in {timeout:.0f} s; see {log}")
-
-
-def _stop_server(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def worker(backend: str, n: int, strategies: list[str], threads: int) -> dict:
@@ -119,9 +74,12 @@ def worker(backend: str, n: int, strategies: list[str], threads: int) -> dict:
                                                            "enable_lora": True, "max_lora_rank": 16})
         judge = lambda: load_judge(None, "toolprm", policy=policy)  # noqa: E731  (shares the engine)
     else:
+        from toolprm_agents.backends.serve import ApiServer
+
         log = Path(tempfile.gettempdir()) / "toolprm-backends-server.log"
-        server, url, ready = _start_server(str(resolve_model_path("smollm2")), adapter, log)
-        out["server_ready_seconds"] = ready
+        server = ApiServer.start(resolve_model_path("smollm2"), log, lora={"judge": adapter})
+        url = server.url
+        out["server_ready_seconds"] = server.ready_seconds
         policy = load_policy(url)
         judge = lambda: load_judge(url + "#judge", "toolprm")  # noqa: E731
     out["load_seconds"] = time.perf_counter() - t0
@@ -143,7 +101,7 @@ def worker(backend: str, n: int, strategies: list[str], threads: int) -> dict:
             out["strategies"][strategy] = rows
     finally:
         if server is not None:
-            _stop_server(server)
+            server.stop()
     return out
 
 

@@ -528,3 +528,43 @@ def test_guided_grammar_field_for_old_vllm(server, tiny_model_dir):
     session.propose(plan.start(), 1, 0.0)
     req = server.requests[-1]
     assert "root ::=" in req["guided_grammar"] and "structured_outputs" not in req
+
+
+# ------------------------------------------------------------------------------------------
+# starting a local vLLM server (toolprm_agents.backends.serve)
+
+
+def test_serve_command_matches_what_the_server_backend_needs(tmp_path):
+    from toolprm_agents.backends.serve import serve_command
+
+    cmd = serve_command(tmp_path / "model", port=8123, lora={"judge": tmp_path / "ckpt"}, max_lora_rank=8)
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[cmd.index("--model") + 1] == str(tmp_path / "model")
+    assert cmd[cmd.index("--port") + 1] == "8123"
+    assert json.loads(cmd[cmd.index("--structured-outputs-config") + 1]) == {"backend": "xgrammar", "disable_any_whitespace": True}
+    assert cmd[cmd.index("--lora-modules") + 1] == f"judge={tmp_path / 'ckpt'}"
+    assert cmd[cmd.index("--max-lora-rank") + 1] == "8" and "--enable-lora" in cmd
+    assert "--enable-lora" not in serve_command("m", port=8123)
+    with pytest.raises(ValueError, match="port"):
+        serve_command("m", port=0)
+    with pytest.raises(ValueError, match="LoRA served names"):
+        serve_command("m", port=8123, lora={"a#b": "x"})
+
+
+def test_server_that_exits_is_a_clear_error_with_its_log(tmp_path):
+    """A server that cannot start (here: no vllm in this interpreter) fails fast, log tail included."""
+    import sys
+
+    from toolprm_agents.backends import BackendError
+    from toolprm_agents.backends.serve import ApiServer, ServerStartError
+
+    log = tmp_path / "server.log"
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nprint('cannot serve', sys.argv[1:4])\nsys.exit(3)\n")
+    fake.chmod(0o755)
+    t0 = time.monotonic()
+    with pytest.raises(ServerStartError, match=r"exited with 3(.|\n)*cannot serve") as e:
+        ApiServer.start("some-model", log, timeout=60, python=str(fake))
+    assert isinstance(e.value, BackendError)
+    assert time.monotonic() - t0 < 30  # did not wait for the timeout
+    assert "vllm.entrypoints.openai.api_server" in log.read_text()

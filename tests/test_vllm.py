@@ -10,10 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,9 +23,9 @@ from toolprm_agents.backends.vllm import cpu_env  # noqa: E402  (no vllm import 
 for _k, _v in cpu_env().items():
     os.environ.setdefault(_k, _v)
 
-import httpx  # noqa: E402
 
 from toolprm_agents.backends import load_judge, load_policy  # noqa: E402
+from toolprm_agents.backends.serve import ApiServer, ServerStartError  # noqa: E402
 from toolprm_agents.backends.openai_server import OpenAIServerJudge, OpenAIServerPolicy, StructuredOutputsError  # noqa: E402
 from toolprm_agents.backends.vllm import VLLMJudge, VLLMPolicy  # noqa: E402
 from toolprm_agents.compute import Compute  # noqa: E402
@@ -248,58 +244,18 @@ def test_beam_search_and_factories(vpolicy, judge_ckpt, tiny32):
 # the OpenAI-compatible server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_api_server(model: Path, log: Path, *, extra: tuple[str, ...] = (), timeout: float = 240.0):
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--dtype", "float32",
-        "--max-model-len", "2048", "--max-num-seqs", "16", "--seed", "0", "--enable-prefix-caching",
-        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
-        *extra,
-    ]
-    fh = open(log, "w")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}/v1"
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            fh.close()
-            pytest.fail(f"api_server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url, time.monotonic() - t0
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    stop_api_server(proc)
-    pytest.fail(f"api_server not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_api_server(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the engine process it started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def api_server(tiny32, lora_judge, tmp_path_factory):
     """The tiny model served, with the LoRA judge as a second served model named "judge"."""
     log = tmp_path_factory.mktemp("api_server") / "server.log"
-    lora = ("--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"judge={lora_judge[0]}")
-    proc, url, ready = start_api_server(tiny32, log, extra=lora)
-    print(f"\napi_server ready in {ready:.1f} s at {url}")
-    yield url
-    stop_api_server(proc)
+    try:
+        server = ApiServer.start(tiny32, log, timeout=240.0, max_model_len=2048, max_lora_rank=8,
+                                 lora={"judge": lora_judge[0]}, env=os.environ.copy())
+    except ServerStartError as e:
+        pytest.fail(str(e))
+    print(f"\napi_server ready in {server.ready_seconds:.1f} s at {server.url}")
+    with server:
+        yield server.url
 
 
 def test_server_greedy_matches_in_process(api_server, vpolicy):

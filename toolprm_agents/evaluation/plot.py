@@ -141,14 +141,7 @@ def plot_accuracy_vs_compute(runs: Sequence[dict], out: str | os.PathLike, *, x:
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, title)
 
 
 def grid_cells(runs: Sequence[dict]) -> dict[tuple[str, str], dict[tuple[int, int], dict]]:
@@ -191,6 +184,16 @@ def plot_grid_heatmap(runs: Sequence[dict], out: str | os.PathLike, *, title: st
         ax.set_ylabel("N: beams kept (retain)", fontsize=8)
         ax.set_title(f"{bench}, beam ({scorer})", fontsize=9)
         fig.colorbar(im, ax=ax, label="accuracy (%)")
+    return _save(fig, out, title)
+
+
+__all__ = ["find_runs", "grid_cells", "method_label", "plot_accuracy_vs_compute", "plot_grid_heatmap"]
+
+
+def _save(fig, out: str | os.PathLike, title: str | None) -> Path:
+    """Title, lay out and write ``fig`` as a PNG at ``out`` (parents created); close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -199,6 +202,3 @@ def plot_grid_heatmap(runs: Sequence[dict], out: str | os.PathLike, *, title: st
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-__all__ = ["find_runs", "grid_cells", "method_label", "plot_accuracy_vs_compute", "plot_grid_heatmap"]
