@@ -4,7 +4,8 @@
 
 Prints (1) accuracy per benchmark (rows) and method (columns); (2) one row per run with its
 items, accuracy, valid answers, mean tokens and seconds per item, the summed search time and
-the command that reproduces it; (3) the same rows for ``--baselines``; (4) with
+the command that reproduces it; (3) where the main runs' wrong answers go wrong (the
+checkers' error types, grouped); (4) the same rows for ``--baselines``; (5) with
 ``--heatmap``, beam-search accuracy over N x M.
 Seconds are summed over items (``compute.seconds``), so a resumed run still reports its
 whole search time.
@@ -82,6 +83,37 @@ def runs_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The checkers' error types (BFCL's ``checker:kind``, Hammer's and jsonl's kinds), grouped.
+ERROR_GROUPS = [
+    ("correct", lambda t: t is None),
+    ("called, should not", lambda t: t.startswith("irrelevance_error")),
+    ("wrong function", lambda t: t.endswith("wrong_func_name") or t == "wrong_name"),
+    ("wrong number of calls", lambda t: t.endswith("wrong_count")),
+    ("wrong or missing argument value", lambda t: t.startswith(("value_error", "type_error")) or t in ("wrong_value", "missing_argument", "extra_argument") or t.endswith(("missing_optional", "missing_required", "cannot_find_match"))),
+    ("no answer", lambda t: t == "no_answer" or t.startswith("ast_decoder")),
+]
+
+
+def error_group(item: dict) -> str:
+    """The :data:`ERROR_GROUPS` name of an item's outcome (``"other"`` for an unlisted type)."""
+    t = None if item.get("correct") else (item.get("error_type") or "no_answer")
+    return next((name for name, match in ERROR_GROUPS if match(t)), "other")
+
+
+def error_table(runs: list[dict]) -> str:
+    """Items per outcome group, one row per run: where the search helps and where it hurts."""
+    groups = [name for name, _ in ERROR_GROUPS] + ["other"]
+    counts = {id(r): defaultdict(int) for r in runs}
+    for r in runs:
+        for it in r["items"]:
+            counts[id(r)][error_group(it)] += 1
+    used = [g for g in groups if any(counts[id(r)][g] for r in runs)]
+    lines = ["| benchmark | method | items | " + " | ".join(used) + " |", "|---" * (len(used) + 3) + "|"]
+    for r in sorted(runs, key=lambda r: (_order(r["benchmark"], BENCH_ORDER), _order(_method(r), METHOD_ORDER))):
+        lines.append(f"| {r['benchmark']} | {_method(r)} | {r['n']} | " + " | ".join(str(counts[id(r)][g]) for g in used) + " |")
+    return "\n".join(lines)
+
+
 def heatmap_table(runs: list[dict]) -> str:
     grid: dict[tuple[int, int], dict] = {}
     greedy = None
@@ -122,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print("### Accuracy (%), main runs\n")
         print(accuracy_table(runs))
         print("\n" + runs_table(runs))
+        print("\n### Where the answers go wrong (items per outcome)\n")
+        print(error_table(runs))
     if args.baselines and (base := _direct_runs(args.baselines)):
         everything += base
         print("\n### Baselines at comparable compute\n")
