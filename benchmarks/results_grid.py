@@ -171,7 +171,11 @@ def _run(cmd: list[str], log_dir: Path, all_cmds: list[list[str]]) -> tuple[list
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"$ {shlex.join(cmd)}\n")
             fh.flush()
-            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+            # the lock names the process writing the folder: if this grid process dies, the
+            # evaluation it started still holds the run (``eval`` itself also locks the folder)
+            (out / ".grid-lock").write_text(str(proc.pid))
+            rc = proc.wait()
     finally:
         (out / ".grid-lock").unlink(missing_ok=True)
     return cmd, rc, time.time() - t0

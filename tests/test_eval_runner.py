@@ -134,6 +134,25 @@ def test_a_different_config_in_the_same_folder_is_an_error(items_file, tmp_path)
     assert res["n"] == 4 and search.calls == 2 and res["config"]["limit"] == 4
 
 
+def test_two_evaluations_never_write_the_same_folder(items_file, tmp_path):
+    """A second evaluation of a folder being written fails at once and writes nothing."""
+    import fcntl
+
+    from toolprm_agents.evaluation.runner import LOCK_FILE, EvalBusyError
+
+    out = tmp_path / "run"
+    run_eval(f"jsonl:{items_file}", FakeSearch(), out, config=CONFIG, progress=False, limit=2)
+    before = (out / ITEMS_FILE).read_text()
+    with open(out / LOCK_FILE, "a+") as held:  # what a running evaluation holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        search = FakeSearch()
+        with pytest.raises(EvalBusyError, match="another evaluation is writing"):
+            run_eval(f"jsonl:{items_file}", search, out, config=CONFIG, progress=False)
+        assert search.calls == 0 and (out / ITEMS_FILE).read_text() == before
+    res = run_eval(f"jsonl:{items_file}", FakeSearch(), out, config=CONFIG, progress=False)  # released: continues
+    assert res["n"] == 8 and res["run"]["items_resumed"] == 2
+
+
 def test_fixed_seed_gives_the_same_results(items_file, tmp_path):
     a = run_eval(f"jsonl:{items_file}", FakeSearch(seed=1), tmp_path / "a", config=CONFIG, progress=False)
     b = run_eval(f"jsonl:{items_file}", FakeSearch(seed=1), tmp_path / "b", config=CONFIG, progress=False)

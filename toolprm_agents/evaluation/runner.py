@@ -52,6 +52,27 @@ class EvalConfigError(ValueError):
     """The output folder holds a run with a different configuration."""
 
 
+class EvalBusyError(EvalConfigError):
+    """Another evaluation is writing the same output folder right now."""
+
+
+LOCK_FILE = ".eval-lock"
+
+
+def _lock_folder(out: Path):
+    """Hold an exclusive lock on ``out`` (released when the returned file is closed or the
+    process dies), so two evaluations never append to the same ``items.jsonl``."""
+    import fcntl
+
+    fh = open(out / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise EvalBusyError(f"another evaluation is writing {out} right now; wait for it or use another --out") from None
+    return fh
+
+
 def compute_dict(compute: Compute | dict | None) -> dict[str, Any]:
     """A compute record with ``tokens_total`` = tokens generated + prefilled + read by the scorer."""
     d = compute.to_dict() if isinstance(compute, Compute) else dict(compute or Compute().to_dict())
@@ -272,6 +293,7 @@ def run_eval(
 
     Raises:
         EvalConfigError: ``out_dir`` holds a run with a different configuration.
+        EvalBusyError: another evaluation is writing ``out_dir``.
     """
     stream = stream or sys.stderr
     bench = load_benchmark(benchmark)
@@ -291,6 +313,13 @@ def run_eval(
     items = all_items[:limit] if limit else all_items
     full_config = {"benchmark": bench.name, "data": bench.fingerprint(), **config, "limit": limit}
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock_folder(out):
+        return _run_locked(bench, get_search, out, full_config, config, items, progress, stream)
+
+
+def _run_locked(bench: Benchmark, get_search: Callable, out: Path, full_config: dict, config: dict,
+                items: list, progress: bool, stream) -> dict:
     prepare_folder(out, full_config)
     done = read_items(out / ITEMS_FILE)
 
@@ -464,6 +493,7 @@ def comparable(results: dict) -> dict:
 
 
 __all__ = [
+    "EvalBusyError",
     "EvalConfigError",
     "answer_item",
     "comparable",
