@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import copy
 import dataclasses
 from typing import Any, Sequence
@@ -135,7 +137,7 @@ def create_toolprm_agent(
 MODEL_NODE_NAMES = ("agent", "model", "call_model", "llm", "chatbot")
 
 
-class WrapError(ValueError):
+class WrapError(ToolPRMError, ValueError):
     """:func:`wrap_agent` cannot find what it needs in the graph (the message says what)."""
 
 

@@ -8,6 +8,8 @@ batch of ``n`` rows for sampling or scoring its candidates in one forward pass e
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import copy
 import threading
 from collections import OrderedDict
@@ -18,7 +20,7 @@ import torch
 from .compute import Compute
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(ToolPRMError, ValueError):
     """The prompt does not fit the model's context window."""
 
 

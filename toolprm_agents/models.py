@@ -19,6 +19,8 @@ so a policy and a scorer asking for the same model share one copy in memory.
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import contextlib
 import fcntl
 import gc
@@ -62,7 +64,7 @@ _TMP_PREFIX = ".tmp-"
 _LOCK_SUFFIX = ".lock"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(ToolPRMError, RuntimeError):
     """A model could not be found, converted or loaded (the message says which path and why)."""
 
 

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import json
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -34,7 +36,7 @@ CHATML = (
 )
 
 
-class MessageError(ValueError):
+class MessageError(ToolPRMError, ValueError):
     """A conversation message could not be understood."""
 
 

@@ -52,6 +52,8 @@ Example:
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import copy
 import inspect
 import math
@@ -80,7 +82,7 @@ __all__ = [
 ]
 
 
-class ToolSpecError(ValueError):
+class ToolSpecError(ToolPRMError, ValueError):
     """A tool definition is invalid or uses something the normalised form cannot express.
 
     The message names the tool (when known) and the argument path (when relevant),

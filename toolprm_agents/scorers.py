@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import abc
 import contextlib
 import hashlib
@@ -47,7 +49,7 @@ DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "toolprm-smollm2"
 _peft_wrappers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # base model -> its PeftModel
 
 
-class ScorerError(RuntimeError):
+class ScorerError(ToolPRMError, RuntimeError):
     """A scorer could not be loaded or used."""
 
 

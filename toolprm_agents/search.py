@@ -23,6 +23,8 @@ kept or pruned) and the compute it spent.
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Sequence
@@ -39,7 +41,7 @@ Aggregation = Literal["last", "min", "prod", "mean"]
 EventHandler = Callable[[dict], None]
 
 
-class SearchError(ValueError):
+class SearchError(ToolPRMError, ValueError):
     """A search configuration is invalid."""
 
 
@@ -113,6 +115,28 @@ class SearchResult:
     config: SearchConfig
     error: str | None = None
     step_scores: list[float] = field(default_factory=list)
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
+    budget_exhausted: bool = False
+
+    def argument_scores(self) -> list[dict[str, Any]]:
+        """Each decided step of the chosen answer with its score (``None`` where unscored).
+
+        ``[{"kind": "ARG", "function": "get_weather", "arg": "city", "value": "Paris", "score": 0.93}, ...]``;
+        with a step-level scorer every model-made step has a score, with coarser scorers only
+        the steps at judge points do.
+        """
+        if self.answer is None:
+            return []
+        out, scores = [], list(self.step_scores)
+        decided = [s for s in self.answer.steps if not s.forced]
+        # step_scores follow the judged steps in order; a step-level scorer judges each decided step
+        per_step = scores if len(scores) == len(decided) else [None] * len(decided)
+        for step, score in zip(decided, per_step):
+            row = {"kind": step.kind.value, "function": step.function, "score": score}
+            if step.arg is not None:
+                row["arg"], row["value"] = step.arg, step.value
+            out.append(row)
+        return out
 
     def tool_calls(self) -> list[dict[str, Any]]:
         """The calls as ``[{"name": ..., "arguments": {...}}]``."""
@@ -125,6 +149,9 @@ class SearchResult:
             "error": self.error,
             "score": self.score,
             "step_scores": self.step_scores,
+            "argument_scores": self.argument_scores(),
+            "alternatives": self.alternatives,
+            "budget_exhausted": self.budget_exhausted,
             "answer_text": self.answer.text if self.answer else None,
             "strategy": self.config.strategy,
             "config": asdict(self.config),

@@ -32,6 +32,8 @@ Example:
 
 from __future__ import annotations
 
+from .errors import ToolPRMError
+
 import enum
 import json
 from dataclasses import dataclass
@@ -54,7 +56,7 @@ class StepKind(str, enum.Enum):
     TOTAL_FINISH = "TOTAL_FINISH"
 
 
-class StepParseError(ValueError):
+class StepParseError(ToolPRMError, ValueError):
     """Text produced for a decision is not one of its alternatives."""
 
 

@@ -8,6 +8,8 @@ chose for an item (:meth:`Benchmark.score` -> :class:`Score`). The runner
 
 from __future__ import annotations
 
+from ..errors import ToolPRMError
+
 import abc
 import hashlib
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(ToolPRMError, ValueError):
     """A benchmark name, file or item is invalid."""
 
 

@@ -23,6 +23,8 @@ the order items run in or on interruptions.
 
 from __future__ import annotations
 
+from ..errors import ToolPRMError
+
 import json
 import os
 import platform
@@ -48,7 +50,7 @@ COMPUTE_KEYS = tuple(k for k in Compute().to_dict()) + ("tokens_total",)
 NO_TOOLS_NOTE = "no tools offered: the only possible answer is no call; recorded without running the model"
 
 
-class EvalConfigError(ValueError):
+class EvalConfigError(ToolPRMError, ValueError):
     """The output folder holds a run with a different configuration."""
 
 
