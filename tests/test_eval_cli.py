@@ -46,7 +46,7 @@ def test_eval_command_records_the_scorer(items_file, tmp_path, tiny_model_dir):
     out = tmp_path / "run"
     argv = ["eval", "--benchmark", f"jsonl:{items_file}", "--strategy", "beam", "--beams", "1", "--expand", "2",
             "--scorer", "likelihood", "--policy", str(tiny_model_dir), "--max-calls", "1", "--limit", "1",
-            "--seed", "5", "--out", str(out), "--quiet"]
+            "--seed", "5", "--rank", "prm", "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["scorer"] == {"name": "likelihood", "checkpoint": None, "trained": None}

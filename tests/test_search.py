@@ -89,8 +89,12 @@ GOLD = [Call("get_time", {"city": "Rome"})]
 
 
 def test_greedy_takes_the_first_alternative_everywhere():
-    r = run("greedy", GOLD)  # first alternative: always another call, always another argument
-    assert r.complete and r.tool_calls() == [{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "f"}}] * 8
+    # first alternative: always another call, always another argument; a repeated call ends the answer
+    r = run("greedy", GOLD)
+    assert r.complete and r.tool_calls() == [{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "f"}}]
+    assert r.answer.text.endswith("}}]")
+    allowed = run("greedy", GOLD, repeat_calls=True)  # the plan constraint can be switched off
+    assert allowed.tool_calls() == [{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "f"}}] * 8
     assert r.score is None and r.compute.scorer_calls == 0
 
 
@@ -221,7 +225,8 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def policy(tiny):
-    return TransformersPolicy(tiny, max_step_tokens=16)
+    # values of up to 3 items of 8 characters fit in 48 tokens: none is cut at the bound
+    return TransformersPolicy(tiny, max_step_tokens=48)
 
 
 SCORERS = {
@@ -258,7 +263,7 @@ def test_same_seed_same_search(policy, tiny):
     prm = ToolPRM(model=tiny, config=JudgeConfig())
 
     def once(seed):
-        cfg = SearchConfig(beams=2, expand=4, seed=seed, max_string_length=8, temperature=1.2)
+        cfg = SearchConfig(beams=2, expand=4, seed=seed, max_string_length=8, temperature=1.2, rank="prm")
         d = ToolPRMSearch(policy, prm, cfg).search("weather in Rome", [WEATHER, TIME]).to_dict()
         d["compute"].pop("seconds")
         return d

@@ -19,35 +19,93 @@ from typing import Callable
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
+#: help text of each SearchConfig field on the command line (the options themselves, their
+#: types and defaults come from the dataclass, so there is one place for each setting)
+SEARCH_HELP = {
+    "strategy": "greedy, beam (default), best-of-n or self-consistency",
+    "beams": "N: beams kept (beam) or answers sampled (best-of-n, self-consistency)",
+    "expand": "M: alternatives kept, or values sampled, where a beam branches",
+    "rank": "beam ranking: combined (policy + judge + votes, default) or prm (the paper's judge-only ranking)",
+    "gate": "branch only where the policy's top alternative is below this probability",
+    "judge_weight": "weight of the judge's log-odds in the combined score (default: the checkpoint's, else 1)",
+    "policy_weight": "weight of the policy's log-probability in the combined score",
+    "vote_weight": "weight of the sampled values' vote share in the combined score",
+    "aggregation": "how step scores combine: last, min, prod, mean",
+    "temperature": "sampling temperature",
+    "seed": "random seed",
+    "budget_seconds": "wall-time budget of one search (0: none)",
+    "budget_tokens": "token budget of one search (0: none)",
+    "max_calls": "calls in one answer at most",
+    "max_string_length": "characters of a string value without its own maxLength",
+    "max_array_items": "items of an array without its own maxItems",
+    "allow_no_call": "whether 'no call' is an answer",
+    "repeat_calls": "whether one answer may repeat a call",
+    "max_rounds": "search rounds at most",
+}
+SHORT = {"beams": "-N", "expand": "-M"}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_search_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs a search."""
-    p.add_argument("--strategy", default="beam", choices=["greedy", "best-of-n", "best_of_n", "beam"])
-    p.add_argument("--beams", "-N", type=int, default=2, help="N: beams kept (beam) or answers sampled (best-of-n)")
-    p.add_argument("--expand", "-M", type=int, default=8, help="M: samples per beam per step (beam)")
+    """Options shared by every command that runs a search: one per :class:`SearchConfig` field."""
+    import dataclasses
+    import typing
+
+    from .search import STRATEGIES, SearchConfig
+
+    hints = typing.get_type_hints(SearchConfig)
+    for f in dataclasses.fields(SearchConfig):
+        flags = ["--" + f.name.replace("_", "-")] + ([SHORT[f.name]] if f.name in SHORT else [])
+        kw: dict = {"default": f.default, "dest": f.name, "help": SEARCH_HELP.get(f.name, f.name.replace("_", " "))}
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if f.name == "strategy":
+            kw["choices"] = [n for k in STRATEGIES for n in {k, k.replace("_", "-")}]
+        elif typing.get_origin(hint) is typing.Literal:
+            kw["choices"] = list(args)
+        elif hint is bool:
+            kw["type"] = _bool
+        elif hint is int:
+            kw["type"] = int
+        else:  # float and optional floats
+            kw["type"] = float
+        p.add_argument(*flags, **kw)
     p.add_argument("--scorer", default="toolprm", choices=["toolprm", "orm", "cprm", "likelihood"])
     p.add_argument("--prm", default=None, help="judge: a checkpoint directory (default: the packaged one for --scorer), "
                    "'vllm:PATH' or an OpenAI-compatible server URL 'http://host:port/v1[#model]'")
     p.add_argument("--policy", default=None, help="policy model: 'smollm2' (default), a checkpoint directory, a .gguf file, "
                    "'vllm:PATH' or an OpenAI-compatible server URL 'http://host:port/v1[#model]'")
-    p.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"])
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-calls", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch threads (transformers backend only)")
 
 
 def search_config(args: argparse.Namespace):
+    """The :class:`SearchConfig` the parsed options describe."""
+    import dataclasses
+
     from .search import SearchConfig
 
-    return SearchConfig(
-        strategy=args.strategy,
-        beams=args.beams,
-        expand=args.expand,
-        aggregation=args.aggregation,
-        temperature=args.temperature,
-        seed=args.seed,
-        max_calls=args.max_calls,
-    )
+    return SearchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig) if hasattr(args, f.name)})
+
+
+def search_options_changed(args: argparse.Namespace) -> list[str]:
+    """The command-line options that differ from :class:`SearchConfig`'s defaults, as ``--opt value`` pairs."""
+    import dataclasses
+
+    from .search import SearchConfig
+
+    cfg, out = search_config(args), []
+    for f in dataclasses.fields(SearchConfig):
+        v = getattr(cfg, f.name)
+        if v != f.default:
+            out += ["--" + f.name.replace("_", "-"), str(v).replace("_", "-") if f.name == "strategy" else str(v)]
+    return out
 
 
 def build_search(args: argparse.Namespace):
@@ -62,7 +120,9 @@ def build_search(args: argparse.Namespace):
 
     config = search_config(args)
     policy = load_policy(args.policy, num_threads=args.threads)
-    scorer = None if config.strategy == "greedy" else load_judge(args.prm, args.scorer, policy=policy)
+    from .search import NEEDS_SCORER
+
+    scorer = load_judge(args.prm, args.scorer, policy=policy) if config.strategy in NEEDS_SCORER else None
     return ToolPRMSearch(policy, scorer, config)
 
 

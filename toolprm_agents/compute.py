@@ -14,7 +14,8 @@ class Compute:
     without sampling (prompt, forced text, extensions); ``forward_passes``: policy model
     calls; ``scorer_calls``: judgements made (one per scored candidate);
     ``scorer_forward_passes`` and ``scorer_tokens``: the scorer's model calls and tokens
-    read; ``seconds``: wall time of the search.
+    read; ``decisions``: open decisions the policy made, ``decisions_branched``: those where
+    it was unsure enough to propose more than one candidate; ``seconds``: wall time.
     """
 
     tokens_generated: int = 0
@@ -24,6 +25,8 @@ class Compute:
     scorer_forward_passes: int = 0
     scorer_tokens: int = 0
     candidates_dropped: int = 0
+    decisions: int = 0
+    decisions_branched: int = 0
     seconds: float = 0.0
     _t0: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 

@@ -1,9 +1,10 @@
 """The main job on the embedded default: ``toolprm-agents demo``.
 
 Runs the ToolPRM search (SmolLM2-135M-Instruct as the policy, the default ToolPRM as the
-judge, fine-grained beam search) on a handful of BFCL and API-Bank tasks, printing each
-task, the chosen calls, the judge's score for every step, the verdict of the benchmark's
-checker (the official BFCL AST checker; exact match for API-Bank) and the accuracy.
+judge, the default combined beam search) on a handful of BFCL and API-Bank tasks, printing
+each task, the chosen calls, the confidence of every decided step (the judge's score where
+the search asked it, else the policy's probability), the verdict of the benchmark's checker
+(the official BFCL AST checker; exact match for API-Bank) and the accuracy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 import time
 
 from .cli import COMMANDS, add_search_options, build_search
-from .search import judge_pairs
 
 DEFAULT_TASKS = "bfcl:simple_python=4,bfcl:multiple=2,bfcl:irrelevance=1,apibank:l1=4"
 
@@ -31,7 +31,9 @@ def _demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print(f"loading SmolLM2-135M-Instruct and the default ToolPRM ({args.strategy}, N={args.beams}, M={args.expand})...", flush=True)
     search = build_search(args)
-    if args.strategy != "greedy":
+    from .search import NEEDS_SCORER
+
+    if args.strategy.replace("-", "_") in NEEDS_SCORER:
         scorer = search.scorer
         trained = getattr(getattr(scorer, "config", None), "trained", None)
         print(f"judge: {scorer.name}{'' if trained is None else (' (trained)' if trained else ' (untrained base: zero-shot judge)')}")
@@ -49,17 +51,13 @@ def _demo(args: argparse.Namespace) -> int:
                 result = search.search(item.messages, item.tools)
                 score = bench.score(item, result.tool_calls(), result.complete)
                 print(f"  calls: {json.dumps(result.tool_calls(), ensure_ascii=False)}")
-                if result.answer is not None and result.step_scores:
-                    pairs = judge_pairs(result.answer, search.scorer.granularity) if args.strategy == "beam" else []
-                    if len(pairs) == len(result.step_scores):
-                        for (ctx, step), s in zip(pairs, result.step_scores):
-                            new = step.steps[len(ctx.steps):]
-                            decided = next((x for x in reversed(new) if not x.forced), new[-1])
-                            print(f"    {s:.3f}  {decided.kind.value:<12} {step.text[len(ctx.text):]}")
-                    else:
-                        print(f"    scores: {[round(s, 3) for s in result.step_scores]}")
+                for row in result.argument_scores():
+                    what = f"{row['arg']}={json.dumps(row['value'], ensure_ascii=False)}" if "arg" in row else (row["function"] or "")
+                    score_txt = "  -  " if row["score"] is None else f"{row['score']:.3f}"
+                    print(f"    {score_txt}  {row['kind']:<12} {what[:100]}")
                 c = result.compute
-                print(f"  {c.seconds:.1f}s, {c.tokens_generated} tokens generated, {c.scorer_calls} judgements")
+                print(f"  {c.seconds:.1f}s, {c.tokens_generated} tokens generated, {c.scorer_calls} judgements, "
+                      f"branched at {c.decisions_branched}/{c.decisions} decisions{' (budget ran out)' if result.budget_exhausted else ''}")
             verdict = "correct" if score.correct else f"wrong ({score.error_type}: {(score.error or '')[:120]})"
             print(f"  -> {verdict}")
             totals.setdefault(name, []).append(bool(score.correct))

@@ -20,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import abc
+import json
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -31,7 +33,7 @@ from .compute import Compute
 from .context import ContextStore
 from .grammar import DecisionGrammars
 from .prompt import PromptFormat
-from .steps import PartialAnswer, Step, StepPlan
+from .steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepPlan, finite_values
 
 
 @dataclass
@@ -39,13 +41,26 @@ class Candidate:
     """A proposed next step.
 
     ``logprob``: the policy's log-probability of the generated tokens (unconstrained,
-    temperature 1); ``count``: how many of the samples produced this same text.
+    temperature 1); ``count``: how many of the samples produced this same text;
+    ``truncated``: the value reached the step's token bound and was closed there;
+    ``min_prob``: the lowest probability the policy gave any of its tokens among those the
+    grammar allowed (1.0 for fixed text; low means the policy was unsure somewhere);
+    ``prob``: for an exactly scored alternative, its probability among all the
+    decision's alternatives.
     """
 
     step: Step
     logprob: float = 0.0
     num_tokens: int = 0
     count: int = 1
+    truncated: bool = False
+    min_prob: float = 1.0
+    prob: float | None = None
+
+    @property
+    def mean_logprob(self) -> float:
+        """``logprob`` per generated token (length-normalised); ``logprob`` for fixed text."""
+        return self.logprob / self.num_tokens if self.num_tokens else self.logprob
 
 
 class PolicySession(abc.ABC):
@@ -61,6 +76,28 @@ class PolicySession(abc.ABC):
         ``temperature == 0`` is greedy (one candidate). A forced decision gives its one
         step without calling the model. Candidates are de-duplicated by text.
         """
+
+
+    def decide(self, answer: PartialAnswer, *, m: int, temperature: float, gate: float, samples: int) -> "Proposal":
+        """Candidates for the open decision, spending samples only where the policy is unsure.
+
+        A backend that can score a decision's listable alternatives exactly (function
+        names, the end of the answer, argument names, the end of the arguments, enum and
+        boolean values) proposes the most probable ones; open values get the greedy value
+        and, where the policy is unsure (below ``gate``), ``samples`` sampled values. This
+        default, for backends without exact scoring, samples ``m`` candidates (one, greedy,
+        when ``m == 1``).
+        """
+        cands = self.propose(answer, 1 if m == 1 else m, 0.0 if m == 1 else temperature)
+        return Proposal(cands, branched=len(cands) > 1)
+
+
+@dataclass
+class Proposal:
+    """The candidates of one decision; ``branched`` when there is more than one to choose from."""
+
+    candidates: list[Candidate]
+    branched: bool = False
 
 
 class Policy(abc.ABC):
@@ -149,6 +186,33 @@ class TransformersPolicy(Policy):
             self._follow_ids[chars] = torch.tensor(ids, dtype=torch.long)
         return self._follow_ids[chars]
 
+    _PUNCT_REST = set(",}] \n")
+
+    def extensions(self, token_id: int) -> list[int]:
+        """Tokens whose text is ``token_id``'s text followed only by ``,`` ``}`` ``]`` or spaces.
+
+        SmolLM2 writes the end of a value together with what follows it (``",`` ``"}``
+        ``"},``): the probability of those merged tokens is the probability that the value
+        ends here, so it is folded into the token that ends the value.
+        """
+        if not hasattr(self, "_ext"):
+            self._ext: dict[int, list[int]] = {}
+        if token_id not in self._ext:
+            texts = self._token_texts()
+            base = texts[token_id] if token_id < len(texts) else ""
+            self._ext[token_id] = [
+                i for i, t in enumerate(texts)
+                if base and i != token_id and len(t) > len(base) and t.startswith(base) and set(t[len(base):]) <= self._PUNCT_REST
+            ] if base else []
+        return self._ext[token_id]
+
+    def closer_ids(self) -> list[int]:
+        """The single-character tokens that close a value: ``"`` ``]`` ``}``."""
+        if not hasattr(self, "_closers"):
+            texts = self._token_texts()
+            self._closers = [texts.index(c) for c in '"]}' if c in texts]
+        return self._closers
+
     def closing_mask(self) -> torch.Tensor:
         """True for tokens made only of closing characters, and for the stop token."""
         if not hasattr(self, "_closing"):
@@ -192,22 +256,159 @@ class TransformersSession(PolicySession):
         with self.policy.lock:
             return merge_candidates(self._sample(answer, n, temperature))
 
-    @torch.inference_mode()
-    def _sample(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
-        pol = self.policy
+    # -- exact alternatives ------------------------------------------------------------------
+    def decide(self, answer: PartialAnswer, *, m: int, temperature: float, gate: float, samples: int) -> Proposal:
+        """Exact alternatives for the open decision; sampled values only where unsure.
+
+        Every listable alternative (function names, end of answer, argument names, end of
+        arguments, enum/boolean/null values) is scored exactly in one batched forward pass
+        over the shared KV cache. If the most probable one reaches ``gate`` (or ``m == 1``)
+        it is the only candidate; otherwise the ``m`` most probable are. An argument whose
+        value is open gets its greedy value, plus ``samples`` sampled values (counted, the
+        count is a vote) when the greedy value had a token below ``gate``.
+        """
+        forced = self.plan.forced_step(answer)
+        if forced is not None:
+            return Proposal([Candidate(forced, prob=1.0)])
         decision = self.plan.decision(answer)
+        with self.policy.lock:
+            choices = self._choices(answer, decision)
+            self.compute.decisions += 1
+            top = choices[0]
+            branch = m > 1 and top[3] < gate
+            picked = choices[:m] if branch else choices[:1]
+            cands: list[Candidate] = []
+            value_branched = False
+            for text, alt, logprob, prob in picked:
+                if alt.value_schema is None or text is not None:  # a fixed text, scored exactly
+                    step = self.plan.parse(answer, text if text is not None else alt.lead)
+                    n_tok = 0
+                    cands.append(Candidate(step, logprob=logprob, num_tokens=n_tok, prob=prob))
+                    continue
+                single = Decision((alt,), follow=decision.follow)
+                greedy = self._sample(answer, 1, 0.0, decision=single, lead=alt.lead)
+                found = list(greedy)
+                if m > 1 and samples > 0 and greedy and greedy[0].min_prob < gate:
+                    found += self._sample(answer, samples, temperature, decision=single, lead=alt.lead)
+                    value_branched = True
+                for c in merge_candidates(found):
+                    c.logprob += logprob
+                    c.prob = prob
+                    cands.append(c)
+            if branch or value_branched:
+                self.compute.decisions_branched += 1
+        return Proposal(cands, branched=len(cands) > 1)
+
+    @torch.inference_mode()
+    def _choices(self, answer: PartialAnswer, decision: Decision) -> list[tuple[str | None, Alternative, float, float]]:
+        """Every listable alternative with its exact log-probability and its probability among them.
+
+        Returns ``[(text, alternative, logprob, prob)]``, most probable first. ``text`` is the
+        whole step text for a fixed alternative (a name, an end, an argument with a listed
+        value) and ``None`` for an argument whose value is open (then ``logprob`` is that of
+        choosing the argument). Each text is tokenised the normal way, followed by the
+        skeleton text after it, and its last token's probability includes the merged tokens
+        that end it and begin what follows (``",``, ``"}``, ``}}``).
+        """
+        pol = self.policy
+        rows: list[tuple[str | None, Alternative, str, str]] = []  # (step text, alt, scored text, tail)
+        for alt in decision.alternatives:
+            if alt.value_schema is None:
+                tail = alt.tail or ("}" if alt.kind is StepKind.PARAM_FINISH else "")
+                rows.append((alt.lead, alt, alt.lead, tail))
+                continue
+            values = finite_values(alt.value_schema)
+            if values is None:
+                rows.append((None, alt, alt.lead.rstrip(" "), ""))
+            else:
+                for v in values:
+                    text = alt.lead + json.dumps(v, ensure_ascii=False)
+                    rows.append((text, alt, text, ""))
+        ctx = self.store.get(answer.text)
+        token_rows, counted = [], []
+        for _, _, text, tail in rows:
+            ids, n = self._tokens_of(text, tail)
+            token_rows.append(ids)
+            counted.append(n)
+        logprobs = self._teacher_force(ctx, answer.text, [ids[:n] for ids, n in zip(token_rows, counted)])
+        total = torch.logsumexp(torch.tensor(logprobs), 0).item()
+        out = [(step_text, alt, lp, math.exp(lp - total)) for (step_text, alt, _, _), lp in zip(rows, logprobs)]
+        return sorted(out, key=lambda r: -r[2])
+
+    def _tokens_of(self, text: str, tail: str) -> tuple[list[int], int]:
+        """Normal tokens of ``text + tail`` and how many of them start inside ``text``."""
+        tok = self.policy.tokenizer
+        full = text + tail
+        try:
+            enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = enc["input_ids"], enc["offset_mapping"]
+            n = sum(1 for (a, _) in offsets if a < len(text))
+        except (NotImplementedError, TypeError, KeyError):  # a slow tokenizer: count by decoding
+            ids = self.store.encode(full)
+            n, seen = 0, 0
+            while n < len(ids) and seen < len(text):
+                n += 1
+                seen = len(tok.decode(ids[:n], skip_special_tokens=False, clean_up_tokenization_spaces=False))
+        return ids, max(1, n)
+
+    def _teacher_force(self, ctx, ctx_text: str, rows: list[list[int]]) -> list[float]:
+        """Log-probability of each token row after the context, its last token folded."""
+        pol = self.policy
+        first = torch.log_softmax(ctx.logits, -1)
+        longest = max(len(r) for r in rows)
+        if longest > 1:
+            n, width = len(rows), longest - 1
+            pad = pol.tokenizer.pad_token_id if pol.tokenizer.pad_token_id is not None else 0
+            ids = torch.full((n, width), pad, dtype=torch.long)
+            mask = torch.zeros((n, ctx.length + width), dtype=torch.long)
+            mask[:, : ctx.length] = 1
+            for i, r in enumerate(rows):
+                body = r[:-1]
+                if body:
+                    ids[i, : len(body)] = torch.tensor(body)
+                    mask[i, ctx.length : ctx.length + len(body)] = 1
+            positions = torch.arange(ctx.length, ctx.length + width).unsqueeze(0).expand(n, -1)
+            out = pol.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                            past_key_values=self.store.fork(ctx, n), use_cache=True)
+            self.compute.prefill_tokens += sum(max(0, len(r) - 1) for r in rows)
+            self.compute.forward_passes += 1
+            logps = torch.log_softmax(out.logits.float(), -1)
+        result = []
+        for i, r in enumerate(rows):
+            dists = [first] + ([logps[i, k] for k in range(len(r) - 1)] if len(r) > 1 else [])
+            lp = sum(float(d[t]) for d, t in zip(dists[:-1], r[:-1]))
+            last, tok = dists[len(r) - 1], r[-1]
+            ext = pol.extensions(tok)
+            lp += float(torch.logsumexp(last[[tok] + ext], 0)) if ext else float(last[tok])
+            result.append(lp)
+        return result
+
+    # -- sampling --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _sample(self, answer: PartialAnswer, n: int, temperature: float, *, decision: Decision | None = None, lead: str = "") -> list[Candidate]:
+        pol = self.policy
+        decision = decision or self.plan.decision(answer)
         base = pol.grammars.matcher(decision)
-        jump = base.find_jump_forward_string()
-        if jump:
-            base.accept_string(jump)
-        ctx = self.store.get(answer.text + jump)
+        probe = base.fork()
+        if lead and not probe.accept_string(lead):
+            raise RuntimeError(f"grammar rejected the lead {lead!r} of its own decision")
+        forced = lead + probe.find_jump_forward_string()
+        # a trailing space is left to the model: it writes it together with what follows (` "`)
+        given = forced.rstrip(" ")
+        if given:
+            base.accept_string(given)
+        ctx = self.store.get(answer.text + given)
         matchers = [base.fork() for _ in range(n)]
         cache = self.store.fork(ctx, n)
         logits = ctx.logits.unsqueeze(0).repeat(n, 1)
         follow = pol.follow_ids(decision.follow) if decision.follow else None
+        closers = pol.closer_ids()
         bitmask = xgr.allocate_token_bitmask(n, pol.vocab_size)
+        probe_mask = xgr.allocate_token_bitmask(1, pol.vocab_size)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logps = [0.0] * n
+        min_probs = [1.0] * n
+        truncated = [False] * n
         active = list(range(n))  # rows of the batch, in cache order
         finished: list[int] = []
         limit = pol.max_step_tokens + pol.closing_tokens
@@ -221,6 +422,7 @@ class TransformersSession(PolicySession):
                     finished.append(r)  # the grammar is complete: the step ends here
                 elif t >= pol.max_step_tokens and _allows(rows[j], pol.stop_id):
                     finished.append(r)  # at the bound, a value that may end, ends
+                    truncated[r] = True
                 elif t == limit:
                     self.compute.candidates_dropped += 1  # could not be closed within the bound
                 else:
@@ -234,18 +436,35 @@ class TransformersSession(PolicySession):
                 bitmask[: len(keep)] = torch.from_numpy(rows.copy())
             raw = torch.log_softmax(logits, dim=-1)
             masked = logits.clone()
-            if follow is not None and len(follow):
-                # a value that could go on (a number) may end where the model starts the next step
-                for j in range(len(active)):
-                    if _allows(rows[j], pol.stop_id):
-                        masked[j, pol.stop_id] = torch.logsumexp(
-                            torch.cat([logits[j, follow], logits[j, pol.stop_id : pol.stop_id + 1]]), 0
-                        )
+            folds: dict[tuple[int, int], list[int]] = {}
+            for j, r in enumerate(active):
+                if follow is not None and len(follow) and _allows(rows[j], pol.stop_id):
+                    # a value that could go on (a number) may end where the model starts the next step
+                    masked[j, pol.stop_id] = torch.logsumexp(
+                        torch.cat([logits[j, follow], logits[j, pol.stop_id : pol.stop_id + 1]]), 0
+                    )
+                for c in closers:
+                    # a closing ", ] or } that ends the step: the model's merged tokens (", "} ...) end it too
+                    if not _allows(rows[j], c):
+                        continue
+                    m2 = matchers[r].fork()
+                    if not m2.accept_token(c):
+                        continue
+                    m2.fill_next_token_bitmask(probe_mask, 0)
+                    if not _allows(probe_mask[0].numpy(), pol.stop_id):
+                        continue
+                    ext = [e for e in pol.extensions(c) if not _allows(rows[j], e)]
+                    if ext:
+                        folds[(j, c)] = ext
+                        masked[j, c] = torch.logsumexp(logits[j, [c] + ext], 0)
             xgr.apply_token_bitmask_inplace(masked, bitmask[: len(active)])
             if t >= pol.max_step_tokens:  # past the bound: close what is open where possible
                 closing = masked.masked_fill(~pol.closing_mask(), float("-inf"))
                 closable = torch.isfinite(closing).any(-1, keepdim=True)
                 masked = torch.where(closable, closing, masked)  # e.g. finish a split UTF-8 character first
+                for j, r in enumerate(active):
+                    truncated[r] = True
+            allowed = torch.softmax(masked, dim=-1)
             if temperature > 0:
                 probs = torch.softmax(masked / temperature, dim=-1)
                 picked = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
@@ -254,6 +473,7 @@ class TransformersSession(PolicySession):
             cont, cont_tokens = [], []
             for j, r in enumerate(active):
                 tok = int(picked[j])
+                min_probs[r] = min(min_probs[r], float(allowed[j, tok]))
                 if tok == pol.stop_id:
                     logps[r] += float(torch.logsumexp(raw[j, follow], 0)) if follow is not None and len(follow) else float(raw[j, tok])
                     finished.append(r)
@@ -261,7 +481,8 @@ class TransformersSession(PolicySession):
                 if not matchers[r].accept_token(tok):  # cannot happen under the mask
                     raise RuntimeError(f"grammar rejected token {tok} it allowed")
                 tokens[r].append(tok)
-                logps[r] += float(raw[j, tok])
+                ext = folds.get((j, tok))
+                logps[r] += float(torch.logsumexp(raw[j, [tok] + ext], 0)) if ext else float(raw[j, tok])
                 cont.append(j)
                 cont_tokens.append(tok)
             self.compute.tokens_generated += len(active)
@@ -279,10 +500,10 @@ class TransformersSession(PolicySession):
             logits = out.logits[:, -1].float()
         cands = []
         for r in sorted(finished):
-            text = jump + pol.tokenizer.decode(tokens[r], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            text = given + pol.tokenizer.decode(tokens[r], skip_special_tokens=False, clean_up_tokenization_spaces=False)
             step = self.plan.parse(answer, text)
-            cands.append(Candidate(step, logprob=logps[r], num_tokens=len(tokens[r])))
+            cands.append(Candidate(step, logprob=logps[r], num_tokens=len(tokens[r]), truncated=truncated[r], min_prob=min_probs[r]))
         return cands
 
 
-__all__ = ["Candidate", "Policy", "PolicySession", "TransformersPolicy", "merge_candidates"]
+__all__ = ["Candidate", "Policy", "PolicySession", "Proposal", "TransformersPolicy", "merge_candidates"]

@@ -25,18 +25,21 @@ from __future__ import annotations
 
 from .errors import ToolPRMError
 
+import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 from .compute import Compute
-from .policy import PolicySession
+from .policy import Candidate, PolicySession
 from .prompt import normalize_messages
 from .schema import to_tool_specs
 from .scorers import Granularity, Scorer, ScorerSession, is_judge_point, load_scorer
-from .steps import Call, PartialAnswer, PlanLimits, StepPlan
+from .steps import Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan
 
-Strategy = Literal["greedy", "best_of_n", "beam"]
+Strategy = Literal["greedy", "best_of_n", "beam", "self_consistency"]
+Rank = Literal["combined", "prm"]
 Aggregation = Literal["last", "min", "prod", "mean"]
 EventHandler = Callable[[dict], None]
 
@@ -50,46 +53,82 @@ class SearchConfig:
     """How to search.
 
     Attributes:
-        strategy: ``"greedy"``, ``"best_of_n"`` or ``"beam"``.
-        beams: N -- beams kept (beam search) or answers sampled (best-of-N).
-        expand: M -- samples drawn from each beam at each expansion (beam search).
-        aggregation: how a beam's step scores combine: ``last``, ``min``, ``prod``, ``mean``.
-        temperature: sampling temperature for best-of-N and beam expansions.
+        strategy: ``"greedy"``, ``"beam"``, ``"best_of_n"`` or ``"self_consistency"``
+            (:data:`STRATEGIES`).
+        beams: N -- beams kept (beam search) or answers sampled (best-of-N, self-consistency).
+        expand: M -- alternatives kept, or values sampled, where a beam branches.
+        rank: how beam search ranks candidates. ``"combined"`` (default): the policy's
+            exact probability of each alternative, the judge's log-odds and, for sampled
+            values, their vote share, weighted by ``policy_weight``/``judge_weight``/
+            ``vote_weight``; branches only where the policy is unsure (``gate``); the final
+            answer by weighted vote. With ``judge_weight=0`` it is the policy's own ranking.
+            ``"prm"``: the paper's search -- M samples at every step, ranked by the judge alone.
+        gate: the combined search branches at a decision only when the policy's most
+            probable alternative (or a token of the greedy value) is below this probability.
+        judge_weight, policy_weight, vote_weight: the combined score's weights (``None``:
+            the judge checkpoint's ``search_weights``, else 1.0, 1.0, 1.0).
+        aggregation: how a beam's step scores combine for ``rank="prm"``, best-of-N and the
+            reported score: ``last``, ``min``, ``prod``, ``mean``.
+        temperature: sampling temperature for sampled candidates.
         seed: makes sampling reproducible.
-        max_calls, max_string_length, max_array_items, allow_no_call: bounds of the answer
-            (see :class:`~toolprm_agents.steps.PlanLimits`).
+        budget_seconds, budget_tokens: a search's budget in wall time and in generated plus
+            read tokens (0: none). When it runs out the best finished answer is returned,
+            else the best partial one completed greedily, else no call, with
+            ``SearchResult.budget_exhausted`` set.
+        max_calls, max_string_length, max_array_items, allow_no_call, repeat_calls: bounds
+            of the answer (see :class:`~toolprm_agents.steps.PlanLimits`).
         max_rounds: a bound on search rounds (one round decides one step of every beam).
     """
 
     strategy: Strategy = "beam"
     beams: int = 2
-    expand: int = 8
+    expand: int = 4
+    rank: Rank = "combined"
+    gate: float = 0.9
+    judge_weight: float | None = None
+    policy_weight: float | None = None
+    vote_weight: float | None = None
     aggregation: Aggregation = "last"
     temperature: float = 0.8
     seed: int = 0
+    budget_seconds: float = 60.0
+    budget_tokens: int = 0
     max_calls: int = 8
     max_string_length: int = 128
     max_array_items: int = 16
     allow_no_call: bool = True
+    repeat_calls: bool = False
     max_rounds: int = 256
 
     def __post_init__(self):
         self.strategy = self.strategy.replace("-", "_")  # type: ignore[assignment]
-        if self.strategy not in ("greedy", "best_of_n", "beam"):
-            raise SearchError(f"unknown strategy {self.strategy!r}: choose greedy, best_of_n or beam")
+        if self.strategy not in STRATEGIES:
+            raise SearchError(f"unknown strategy {self.strategy!r}: choose {', '.join(STRATEGIES)}")
+        if self.rank not in ("combined", "prm"):
+            raise SearchError(f"unknown rank {self.rank!r}: choose combined or prm")
+        if not (0.0 <= float(self.gate) <= 1.0):
+            raise SearchError(f"gate must be a probability in [0, 1], got {self.gate!r}")
+        for name in ("judge_weight", "policy_weight", "vote_weight"):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(float(v)) and float(v) >= 0):
+                raise SearchError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not (math.isfinite(float(self.budget_seconds)) and self.budget_seconds >= 0):
+            raise SearchError(f"budget_seconds must be a finite number >= 0 (0: no budget), got {self.budget_seconds!r}")
+        if int(self.budget_tokens) < 0:
+            raise SearchError(f"budget_tokens must be >= 0 (0: no budget), got {self.budget_tokens!r}")
         if self.aggregation not in ("last", "min", "prod", "mean"):
             raise SearchError(f"unknown aggregation {self.aggregation!r}: choose last, min, prod or mean")
         for name in ("beams", "expand", "max_calls", "max_rounds", "max_string_length", "max_array_items"):
             if int(getattr(self, name)) < 1:
                 raise SearchError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        if self.temperature < 0:
-            raise SearchError(f"temperature must be >= 0, got {self.temperature}")
+        if not math.isfinite(float(self.temperature)) or self.temperature < 0:
+            raise SearchError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if self.strategy != "greedy" and self.temperature == 0 and self.expand > 1:
             raise SearchError("sampling strategies need temperature > 0 (temperature 0 gives one candidate)")
 
     @property
     def limits(self) -> PlanLimits:
-        return PlanLimits(self.max_calls, self.max_string_length, self.max_array_items, self.allow_no_call)
+        return PlanLimits(self.max_calls, self.max_string_length, self.max_array_items, self.allow_no_call, self.repeat_calls)
 
     def replace(self, **changes) -> "SearchConfig":
         return SearchConfig(**{**asdict(self), **changes})
@@ -177,17 +216,36 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
 
 @dataclass
 class Beam:
+    """A partial answer being searched, with what the search knows of it.
+
+    ``scores``: the judge's scores along it (``rank="prm"``, best-of-N); ``total``: the
+    combined score summed over its decisions and ``decisions`` their number
+    (``rank="combined"``); ``confidence``: per decided step, the judge's score where it
+    judged the step, else the policy's probability of it; ``truncated``: a value in it was
+    cut at the step's token bound.
+    """
+
     answer: PartialAnswer
     scores: list[float] = field(default_factory=list)
     count: int = 1
+    total: float = 0.0
+    decisions: int = 0
+    confidence: list[float] = field(default_factory=list)
+    truncated: bool = False
+    logprob: float = 0.0
 
     def value(self, how: Aggregation) -> float:
         return aggregate(self.scores, how)
 
+    @property
+    def mean(self) -> float:
+        """The combined score per decision (answers of different lengths compare fairly)."""
+        return self.total / self.decisions if self.decisions else 0.0
+
 
 def _step_once(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, n: int, temperature: float):
     """``answer`` extended by each distinct candidate for its open decision (forced steps included)."""
-    return [(plan.complete_forced(answer.extend(c.step)), c) for c in policy.propose(answer, n, temperature)]
+    return [(plan.settle(answer.extend(c.step)), c) for c in policy.propose(answer, n, temperature)]
 
 
 def rollout(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, temperature: float, until: Granularity) -> PartialAnswer | None:
@@ -232,6 +290,11 @@ def judge_pairs(answer: PartialAnswer, unit: Granularity) -> list[tuple[PartialA
     return pairs
 
 
+def canonical(calls: Sequence[Call]) -> str:
+    """One key for answers with the same calls, whatever the order of calls and arguments."""
+    return json.dumps(sorted(json.dumps(c.to_dict(), sort_keys=True, ensure_ascii=False) for c in calls))
+
+
 def _trace_round(rnd: int, parents: list[Beam], pool: list[tuple[int, Beam, float]], kept: set[int], how: Aggregation) -> dict:
     return {
         "round": rnd,
@@ -239,10 +302,10 @@ def _trace_round(rnd: int, parents: list[Beam], pool: list[tuple[int, Beam, floa
         "candidates": [
             {
                 "parent": parent,
-                "text": b.answer.text[len(parents[parent].answer.text):],
+                "text": b.answer.text[len(parents[parent].answer.text):] if b.answer.text.startswith(parents[parent].answer.text) else b.answer.text,
                 "kind": b.answer.last.kind.value if b.answer.last else None,
                 "score": s,
-                "aggregate": b.value(how),
+                "aggregate": b.value(how) if b.scores else b.mean,
                 "count": b.count,
                 "done": b.answer.done,
                 "kept": i in kept,
@@ -253,77 +316,332 @@ def _trace_round(rnd: int, parents: list[Beam], pool: list[tuple[int, Beam, floa
 
 
 # ------------------------------------------------------------------------------------------
+# one search run: what every strategy gets
+
+
+@dataclass
+class Found:
+    """What a strategy returns: the chosen beam (``None``: nothing could be completed), the
+    trace, the ranked alternatives (``[(beam, share)]``, best first) and whether the budget ran out."""
+
+    best: Beam | None
+    trace: list[dict]
+    ranked: list[tuple[Beam, float]] = field(default_factory=list)
+    budget_exhausted: bool = False
+
+
+class SearchRun:
+    """One search: the policy and scorer sessions, the plan, the config, the budget.
+
+    Every strategy is a function ``strategy(run) -> Found`` (:data:`STRATEGIES`), as in
+    search-and-learn's ``APPROACHES``.
+    """
+
+    def __init__(self, policy: PolicySession, plan: StepPlan, config: SearchConfig, compute: Compute,
+                 scorer: Callable[[], ScorerSession] | None = None, unit: Granularity = "step",
+                 on_event: EventHandler | None = None, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+        self.policy, self.plan, self.config, self.compute = policy, plan, config, compute
+        self._scorer_factory, self._scorer = scorer, None
+        self.unit, self.on_event = unit, on_event
+        self.policy_weight, self.judge_weight, self.vote_weight = weights
+        self.t0 = time.perf_counter()
+
+    @property
+    def scorer(self) -> ScorerSession | None:
+        if self._scorer is None and self._scorer_factory is not None:
+            self._scorer = self._scorer_factory()
+        return self._scorer
+
+    def exhausted(self, grace: float = 0.0) -> bool:
+        cfg = self.config
+        if cfg.budget_seconds and time.perf_counter() - self.t0 > cfg.budget_seconds * (1.0 + grace):
+            return True
+        used = self.compute.tokens_generated + self.compute.prefill_tokens + self.compute.scorer_tokens
+        return bool(cfg.budget_tokens) and used > cfg.budget_tokens * (1.0 + grace)
+
+    def emit(self, event: dict) -> None:
+        if self.on_event:
+            self.on_event({"type": "round", **event})
+
+    def step(self, answer: PartialAnswer, m: int, *, gate: float | None = None, samples: int = 0) -> list[tuple[PartialAnswer, Candidate]]:
+        cfg = self.config
+        prop = self.policy.decide(answer, m=m, temperature=cfg.temperature, gate=cfg.gate if gate is None else gate, samples=samples)
+        return [(self.plan.settle(answer.extend(c.step)), c) for c in prop.candidates]
+
+    def complete_greedily(self, beam: Beam, grace: float) -> Beam | None:
+        """``beam`` finished by the policy's most probable alternative at each decision."""
+        for _ in range(self.config.max_rounds):
+            if beam.answer.done:
+                return beam
+            if self.exhausted(grace):
+                return None
+            nxt = self.step(beam.answer, 1)
+            if not nxt:
+                return None
+            child, cand = nxt[0]
+            beam = Beam(child, list(beam.scores), 1, beam.total, beam.decisions + 1,
+                        beam.confidence + [cand.prob if cand.prob is not None else math.exp(cand.logprob)],
+                        beam.truncated or cand.truncated, beam.logprob + cand.logprob)
+        return beam if beam.answer.done else None
+
+
+def _no_call(plan: StepPlan) -> Beam | None:
+    """The "no call" answer, where the plan allows it (the last resort when a budget runs out)."""
+    if not plan.limits.allow_no_call:
+        return None
+    return Beam(PartialAnswer((Step(StepKind.TOTAL_FINISH, "]"),)))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _centered(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values) if values else 0.0
+    return [v - mean for v in values]
+
+
+def weighted_vote(beams: Sequence[Beam], extra: Sequence[float] | None = None) -> list[tuple[Beam, float]]:
+    """Finished answers grouped by their calls (any order), weighted by ``exp`` of their
+    per-decision combined score (plus ``extra``), best group first: ``[(beam, share)]``."""
+    if not beams:
+        return []
+    scores = [b.mean + (extra[i] if extra else 0.0) for i, b in enumerate(beams)]
+    top = max(scores)
+    groups: dict[str, list[tuple[float, Beam]]] = {}
+    for b, sc in zip(beams, scores):
+        groups.setdefault(canonical(b.answer.calls), []).append((math.exp(sc - top), b))
+    total = sum(w for g in groups.values() for w, _ in g)
+    ranked = []
+    for members in groups.values():
+        weight = sum(w for w, _ in members)
+        rep = max(members, key=lambda wb: (not wb[1].truncated, wb[0]))[1]
+        ranked.append((rep, weight / total))
+    ranked.sort(key=lambda r: (not r[0].truncated, r[1]), reverse=True)
+    return ranked
+
+
+# ------------------------------------------------------------------------------------------
 # strategies
 
 
-def greedy_search(policy: PolicySession, plan: StepPlan, config: SearchConfig, on_event: EventHandler | None = None):
-    """Constrained greedy decoding: the most likely candidate at every decision."""
-    answer, trace = plan.complete_forced(plan.start()), []
-    for rnd in range(config.max_rounds):
-        if answer.done:
-            return Beam(answer), trace
-        nxt = _step_once(policy, plan, answer, 1, 0.0)
+def greedy_search(run: SearchRun) -> Found:
+    """The policy's most probable alternative at every decision (exact where listable).
+
+    A decision whose first alternative cannot be completed within its bounds backs off to
+    the next one (:meth:`PolicySession.decide`); a repeated call ends the answer.
+    """
+    beam, trace = Beam(run.plan.settle(run.plan.start())), []
+    for rnd in range(run.config.max_rounds):
+        if beam.answer.done:
+            return Found(beam, trace, [(beam, 1.0)])
+        if run.exhausted():
+            done = run.complete_greedily(beam, grace=0.25)
+            return Found(done or _no_call(run.plan), trace, [], budget_exhausted=True)
+        nxt = run.step(beam.answer, 1)
         if not nxt:
-            return None, trace
-        answer = nxt[0][0]
-        event = {"round": rnd, "beams": [""], "candidates": [{"parent": 0, "text": nxt[0][1].step.text, "kind": nxt[0][1].step.kind.value, "score": None, "kept": True, "done": answer.done}]}
+            return Found(None, trace)
+        child, cand = nxt[0]
+        conf = cand.prob if cand.prob is not None else math.exp(cand.logprob)
+        beam = Beam(child, [], 1, beam.total, beam.decisions + 1, beam.confidence + [conf],
+                    beam.truncated or cand.truncated, beam.logprob + cand.logprob)
+        event = {"round": rnd, "beams": [""], "candidates": [{"parent": 0, "text": cand.step.text, "kind": cand.step.kind.value,
+                                                              "score": None, "policy": conf, "kept": True, "done": child.done}]}
         trace.append(event)
-        if on_event:
-            on_event({"type": "round", **event})
-    return None, trace
+        run.emit(event)
+    return Found(None, trace)
 
 
-def best_of_n(policy: PolicySession, scorer: ScorerSession, unit: Granularity, plan: StepPlan, config: SearchConfig, on_event: EventHandler | None = None):
-    """Sample ``config.beams`` complete answers; return the best by aggregated score."""
-    root = plan.complete_forced(plan.start())
-    answers = expand(policy, plan, root, config.beams, config.temperature, "answer")
-    pairs, owner = [], []
-    for k, (ans, _) in enumerate(answers):
-        for pair in judge_pairs(ans, unit):
-            pairs.append(pair)
-            owner.append(k)
-    scores = scorer.score(pairs) if pairs else []
-    beams = [Beam(ans, [], count) for ans, count in answers]
-    for k, s in zip(owner, scores):
-        beams[k].scores.append(s)
-    if not beams:
-        return None, []
-    best = max(range(len(beams)), key=lambda i: beams[i].value(config.aggregation))
-    event = _trace_round(0, [Beam(root)], [(0, b, b.value(config.aggregation)) for b in beams], {best}, config.aggregation)
-    if on_event:
-        on_event({"type": "round", **event})
-    return beams[best], [event]
+def combined_beam(run: SearchRun) -> Found:
+    """Beam search over the policy's exact alternatives, the judge and votes combined.
 
-
-def beam_search(policy: PolicySession, scorer: ScorerSession, unit: Granularity, plan: StepPlan, config: SearchConfig, on_event: EventHandler | None = None):
-    """Fine-grained beam search: keep N beams, expand each with M samples, keep the best N."""
-    beams = [Beam(plan.complete_forced(plan.start()))]
+    Each round every beam makes its next decision. Where the policy is sure (its most
+    probable alternative at or above ``gate``) the beam takes it without asking the judge;
+    where it is unsure, its ``expand`` most probable alternatives (and sampled values for an
+    open value) are scored: ``policy_weight * log p`` (length-normalised for values)
+    ``+ judge_weight * judge log-odds + vote_weight * log vote share``, the last two centred
+    among the siblings. The ``beams`` best by summed score survive; the answer is chosen by
+    a weighted vote over the finished ones.
+    """
+    cfg, plan = run.config, run.plan
+    beams = [Beam(plan.settle(plan.start()))]
     finished: list[Beam] = []
     trace: list[dict] = []
-    for rnd in range(config.max_rounds):
-        pool: list[tuple[int, Beam]] = []
+    exhausted = False
+    for rnd in range(cfg.max_rounds):
+        if run.exhausted():
+            exhausted = True
+            break
+        pool: list[tuple[int, Beam, float | None]] = []
         for p, beam in enumerate(beams):
-            for child, count in expand(policy, plan, beam.answer, config.expand, config.temperature, unit):
-                pool.append((p, Beam(child, list(beam.scores), count)))
+            children = run.step(beam.answer, cfg.expand, samples=cfg.expand)
+            if not children:
+                continue
+            judged: list[float | None] = [None] * len(children)
+            if len(children) > 1 and run.unit == "step" and run.judge_weight > 0 and run.scorer is not None:
+                pairs = [(beam.answer if child.text.startswith(beam.answer.text) else PartialAnswer(child.steps[:-1]), child)
+                         for child, _ in children]
+                judged = list(run.scorer.score(pairs))
+            sampled = [c.count if c.num_tokens else 0 for _, c in children]
+            n_sampled = sum(sampled)
+            votes = [math.log(k / n_sampled) if k and n_sampled else 0.0 for k in sampled]
+            judge_terms = _centered([_logit(j) for j in judged]) if judged[0] is not None else [0.0] * len(children)
+            vote_terms = _centered(votes) if n_sampled and len(children) > 1 else [0.0] * len(children)
+            for (child, c), j, jt, vt in zip(children, judged, judge_terms, vote_terms):
+                prob = c.prob if c.prob is not None else 1.0
+                pol = math.log(max(prob, 1e-12)) + (c.mean_logprob if c.num_tokens else 0.0)
+                inc = run.policy_weight * pol + run.judge_weight * jt + run.vote_weight * vt
+                conf = j if j is not None else prob * (c.min_prob if c.num_tokens else 1.0)
+                b = Beam(child, beam.scores + ([j] if j is not None else []), c.count, beam.total + inc, beam.decisions + 1,
+                         beam.confidence + [conf], beam.truncated or c.truncated, beam.logprob + c.logprob)
+                pool.append((p, b, j))
         if not pool:
             break
-        scores = scorer.score([(beams[p].answer, b.answer) for p, b in pool])
-        for (_, b), s in zip(pool, scores):
-            b.scores.append(s)
-        order = sorted(range(len(pool)), key=lambda i: -pool[i][1].value(config.aggregation))
-        kept = set(order[: config.beams])
-        event = _trace_round(rnd, beams, [(p, b, s) for (p, b), s in zip(pool, scores)], kept, config.aggregation)
+        order = sorted(range(len(pool)), key=lambda i: -pool[i][1].total)
+        kept = set(order[: cfg.beams])
+        event = _trace_round(rnd, beams, pool, kept, cfg.aggregation)
+        for cand, (_, b, _) in zip(event["candidates"], pool):
+            cand["combined"] = b.total
         trace.append(event)
-        if on_event:
-            on_event({"type": "round", **event})
-        survivors = [pool[i][1] for i in order[: config.beams]]
+        run.emit(event)
+        survivors = [pool[i][1] for i in order[: cfg.beams]]
         finished += [b for b in survivors if b.answer.done]
         beams = [b for b in survivors if not b.answer.done]
         if not beams:
             break
+    if exhausted and not finished and beams:
+        done = run.complete_greedily(max(beams, key=lambda b: b.mean), grace=0.25)
+        finished = [done] if done is not None else []
+        if not finished:
+            return Found(_no_call(plan), trace, [], budget_exhausted=True)
+    extra = None
+    if finished and run.unit != "step" and run.judge_weight > 0 and run.scorer is not None:
+        # a call- or answer-level judge weighs in on the finished answers
+        scores = []
+        for b in finished:
+            pairs = judge_pairs(b.answer, run.unit)
+            s = run.scorer.score(pairs) if pairs else []
+            b.scores = list(s)
+            scores.append(_logit(aggregate(s, cfg.aggregation)))
+        extra = [run.judge_weight * v / max(1, b.decisions) for v, b in zip(_centered(scores), finished)]
+    ranked = weighted_vote(finished, extra)
+    if not ranked:
+        return Found(None, trace, budget_exhausted=exhausted)
+    return Found(ranked[0][0], trace, ranked, budget_exhausted=exhausted)
+
+
+def prm_beam(run: SearchRun) -> Found:
+    """The paper's fine-grained beam search: keep N beams, expand each with M samples, keep
+    the N best by the judge's aggregated score (the judge alone ranks)."""
+    cfg, plan, policy, scorer, unit = run.config, run.plan, run.policy, run.scorer, run.unit
+    beams = [Beam(plan.settle(plan.start()))]
+    finished: list[Beam] = []
+    trace: list[dict] = []
+    exhausted = False
+    for rnd in range(cfg.max_rounds):
+        if run.exhausted():
+            exhausted = True
+            break
+        pool: list[tuple[int, Beam]] = []
+        for p, beam in enumerate(beams):
+            for child, count in expand(policy, plan, beam.answer, cfg.expand, cfg.temperature, unit):
+                pool.append((p, Beam(child, list(beam.scores), count)))
+        if not pool:
+            break
+        scores = scorer.score([(beams[p].answer if b.answer.text.startswith(beams[p].answer.text) else PartialAnswer(b.answer.steps[:-1]), b.answer)
+                               for p, b in pool])
+        for (_, b), s in zip(pool, scores):
+            b.scores.append(s)
+            b.confidence = list(b.scores)
+        order = sorted(range(len(pool)), key=lambda i: -pool[i][1].value(cfg.aggregation))
+        kept = set(order[: cfg.beams])
+        event = _trace_round(rnd, beams, [(p, b, s) for (p, b), s in zip(pool, scores)], kept, cfg.aggregation)
+        trace.append(event)
+        run.emit(event)
+        survivors = [pool[i][1] for i in order[: cfg.beams]]
+        finished += [b for b in survivors if b.answer.done]
+        beams = [b for b in survivors if not b.answer.done]
+        if not beams:
+            break
+    if exhausted and not finished and beams:
+        done = run.complete_greedily(max(beams, key=lambda b: b.value(cfg.aggregation)), grace=0.25)
+        return Found(done or _no_call(plan), trace, [], budget_exhausted=True)
     if not finished:
-        return None, trace
-    return max(finished, key=lambda b: b.value(config.aggregation)), trace
+        return Found(None, trace, budget_exhausted=exhausted)
+    ranked = sorted(finished, key=lambda b: -b.value(cfg.aggregation))
+    return Found(ranked[0], trace, [(b, b.value(cfg.aggregation)) for b in ranked], budget_exhausted=exhausted)
+
+
+def beam_search(run: SearchRun) -> Found:
+    """Fine-grained beam search: ``rank="combined"`` (default) or the paper's ``rank="prm"``.
+
+    The combined search judges single decisions, so it needs a step-level scorer (ToolPRM,
+    likelihood); with a call- or answer-level judge (C-PRM, ORM) the beam expands to that
+    judge's points and ranks by it, as in the paper.
+    """
+    if run.config.rank == "combined" and run.unit == "step":
+        return combined_beam(run)
+    return prm_beam(run)
+
+
+def _sampled_answers(run: SearchRun, k: int) -> list[Beam]:
+    root = run.plan.settle(run.plan.start())
+    answers = []
+    for child, count in expand(run.policy, run.plan, root, k, run.config.temperature, "answer"):
+        answers.append(Beam(child, [], count))
+    return answers
+
+
+def best_of_n(run: SearchRun) -> Found:
+    """Sample ``beams`` complete answers; return the best by the judge's aggregated score."""
+    cfg = run.config
+    beams = _sampled_answers(run, cfg.beams)
+    if not beams:
+        return Found(None, [])
+    pairs, owner = [], []
+    for k, b in enumerate(beams):
+        for pair in judge_pairs(b.answer, run.unit):
+            pairs.append(pair)
+            owner.append(k)
+    scores = run.scorer.score(pairs) if pairs else []
+    for k, s in zip(owner, scores):
+        beams[k].scores.append(s)
+    for b in beams:
+        b.confidence = list(b.scores)
+    best = max(range(len(beams)), key=lambda i: beams[i].value(cfg.aggregation))
+    event = _trace_round(0, [Beam(run.plan.settle(run.plan.start()))], [(0, b, b.value(cfg.aggregation)) for b in beams], {best}, cfg.aggregation)
+    run.emit(event)
+    ranked = sorted(beams, key=lambda b: -b.value(cfg.aggregation))
+    return Found(beams[best], [event], [(b, b.value(cfg.aggregation)) for b in ranked])
+
+
+def self_consistency(run: SearchRun) -> Found:
+    """Majority vote over ``beams`` sampled answers (no judge): the cheapest baseline a judge
+    must beat at equal tokens. Ties go to the answers' summed sample counts' first member."""
+    beams = _sampled_answers(run, run.config.beams)
+    if not beams:
+        return Found(None, [])
+    groups: dict[str, list[Beam]] = {}
+    for b in beams:
+        groups.setdefault(canonical(b.answer.calls), []).append(b)
+    total = sum(b.count for b in beams)
+    ranked = sorted(((g[0], sum(b.count for b in g) / total) for g in groups.values()), key=lambda r: -r[1])
+    event = {"round": 0, "beams": [""], "candidates": [{"parent": 0, "text": b.answer.text, "kind": "TOTAL_FINISH", "score": share,
+                                                        "count": sum(x.count for x in groups[canonical(b.answer.calls)]), "kept": i == 0, "done": True}
+                                                       for i, (b, share) in enumerate(ranked)]}
+    run.emit(event)
+    return Found(ranked[0][0], [event], ranked)
+
+
+#: strategy name -> function over one :class:`SearchRun`
+STRATEGIES: dict[str, Callable[[SearchRun], Found]] = {
+    "greedy": greedy_search,
+    "beam": beam_search,
+    "best_of_n": best_of_n,
+    "self_consistency": self_consistency,
+}
+NEEDS_SCORER = {"beam", "best_of_n"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -335,8 +653,8 @@ class ToolPRMSearch:
     Args:
         policy: a :class:`~toolprm_agents.policy.Policy` (``None``: SmolLM2 on transformers).
         scorer: a :class:`~toolprm_agents.scorers.Scorer` or a name (``toolprm``, ``orm``,
-            ``cprm``, ``likelihood``); unused by greedy search.
-        config: a :class:`SearchConfig` (``None``: beam search, N=2, M=8).
+            ``cprm``, ``likelihood``); unused by greedy search and self-consistency.
+        config: a :class:`SearchConfig` (``None``: the default combined beam search).
 
     Example:
         >>> search = ToolPRMSearch(config=SearchConfig(strategy="greedy"))   # doctest: +SKIP
@@ -360,6 +678,18 @@ class ToolPRMSearch:
             self._scorer = load_scorer(self._scorer_spec or "toolprm", policy=self.policy)
         return self._scorer
 
+    def weights(self, config: SearchConfig) -> tuple[float, float, float]:
+        """(policy, judge, vote) weights: the config's, else the judge checkpoint's ``search_weights``, else 1."""
+        stored = {}
+        needs = any(getattr(config, f"{k}_weight") is None for k in ("policy", "judge", "vote"))
+        if needs and config.strategy == "beam" and config.rank == "combined" and self._scorer_spec is not None:
+            stored = getattr(getattr(self.scorer, "config", None), "search_weights", None) or {}
+        out = []
+        for k in ("policy", "judge", "vote"):
+            v = getattr(config, f"{k}_weight")
+            out.append(float(v) if v is not None else float(stored.get(k, 1.0)))
+        return tuple(out)  # type: ignore[return-value]
+
     def search(self, messages: Any, tools: Sequence[Any], *, config: SearchConfig | None = None, on_event: EventHandler | None = None) -> SearchResult:
         """Find the best tool calls for the conversation ``messages`` over ``tools``."""
         config = config or self.config
@@ -367,19 +697,38 @@ class ToolPRMSearch:
         msgs = normalize_messages(messages)
         compute = Compute()
         policy = self.policy.session(msgs, plan, compute, seed=config.seed)
-        if config.strategy == "greedy":
-            best, trace = greedy_search(policy, plan, config, on_event)
-        else:
+        factory, unit = None, "step"
+        if config.strategy in NEEDS_SCORER and self._scorer_spec is not None:
             scorer = self.scorer
-            session = scorer.session(msgs, plan, compute, policy_session=policy)
-            run = best_of_n if config.strategy == "best_of_n" else beam_search
-            best, trace = run(policy, session, scorer.granularity, plan, config, on_event)
+            unit = scorer.granularity
+            factory = lambda: scorer.session(msgs, plan, compute, policy_session=policy)  # noqa: E731
+        elif config.strategy in NEEDS_SCORER and not (config.strategy == "beam" and config.rank == "combined"):
+            raise SearchError(f"strategy {config.strategy!r} needs a scorer")
+        weights = self.weights(config) if factory is not None else (1.0, 0.0, 1.0)
+        run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights)
+        if factory is not None and not (config.strategy == "beam" and config.rank == "combined" and unit == "step"):
+            run.scorer  # the paper's strategies judge from the first round
+        found = STRATEGIES[config.strategy](run)
         compute.stop_clock()
+        best = found.best
+        alternatives = [{"calls": [c.to_dict() for c in b.answer.calls], "score": share, "truncated": b.truncated}
+                        for b, share in found.ranked]
         if best is None:
-            return SearchResult([], None, None, False, trace, compute, config,
+            return SearchResult([], None, None, False, found.trace, compute, config, alternatives=alternatives,
+                                budget_exhausted=found.budget_exhausted,
                                 error="no candidate answer could be completed within the bounds (max_step_tokens, max_rounds)")
-        score = best.value(config.aggregation) if best.scores else None
-        return SearchResult(list(best.answer.calls), best.answer, score, True, trace, compute, config, step_scores=best.scores)
+        if best.truncated:
+            return SearchResult([], best.answer, None, False, found.trace, compute, config, alternatives=alternatives,
+                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence,
+                                error="a value reached the step's token bound and was cut there, so no complete answer "
+                                      "was found (raise the policy's max_step_tokens or give the argument a maxLength)")
+        voted = config.strategy == "self_consistency" or (config.strategy == "beam" and config.rank == "combined" and unit == "step")
+        if voted and found.ranked:
+            score = found.ranked[0][1]  # the chosen answer's share of the vote
+        else:
+            score = best.value(config.aggregation) if best.scores else None
+        return SearchResult(list(best.answer.calls), best.answer, score, True, found.trace, compute, config,
+                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted)
 
 
 __all__ = [
@@ -390,6 +739,14 @@ __all__ = [
     "greedy_search",
     "best_of_n",
     "beam_search",
+    "combined_beam",
+    "prm_beam",
+    "self_consistency",
+    "weighted_vote",
+    "canonical",
+    "STRATEGIES",
+    "SearchRun",
+    "Found",
     "aggregate",
     "judge_pairs",
 ]

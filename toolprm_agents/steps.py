@@ -192,13 +192,17 @@ class PlanLimits:
     """Bounds that make every decision finite.
 
     ``max_calls``: calls in one answer; ``max_string_length``: characters of a string value
-    without its own ``maxLength``; ``max_array_items``: items of an array without ``maxItems``.
+    without its own ``maxLength``; ``max_array_items``: items of an array without ``maxItems``;
+    ``repeat_calls``: whether one answer may hold the same call (same name and arguments)
+    twice. Off by default: a model that starts repeating a call is done, so the repeated
+    call is dropped and the answer ends there (:meth:`StepPlan.settle`).
     """
 
     max_calls: int = 8
     max_string_length: int = 128
     max_array_items: int = 16
     allow_no_call: bool = True
+    repeat_calls: bool = False
 
 
 class StepPlan:
@@ -297,6 +301,24 @@ class StepPlan:
             answer = answer.extend(step)
         return answer
 
+    def settle(self, answer: PartialAnswer) -> PartialAnswer:
+        """``answer`` after its forced steps, with the repeated-call rule applied.
+
+        Unless ``limits.repeat_calls``, a call that repeats an earlier call of the answer
+        (same name and arguments) is dropped and the answer ends instead: the result is
+        the answer before that call followed by ``TOTAL_FINISH``. Every strategy extends
+        answers through this method, so no answer ever holds the same call twice.
+        """
+        answer = self.complete_forced(answer)
+        if self.limits.repeat_calls or answer.last is None or answer.last.kind is not StepKind.FUNC_FINISH:
+            return answer
+        calls = answer.calls
+        if calls[-1] not in calls[:-1]:
+            return answer
+        start = max(i for i, s in enumerate(answer.steps) if s.kind is StepKind.FUNC_NAME)
+        head = PartialAnswer(answer.steps[:start])
+        return head.extend(Step(StepKind.TOTAL_FINISH, "]"))
+
     def answer_from_calls(self, calls: Sequence[Call | dict]) -> PartialAnswer:
         """The step sequence that writes ``calls`` (arguments in the given order).
 
@@ -317,6 +339,47 @@ class StepPlan:
             answer = answer.extend(self.parse(answer, "}"))
             answer = self.complete_forced(answer)
         return answer if answer.done else answer.extend(self.parse(answer, "]"))
+
+
+def finite_values(schema: dict | None, limit: int = 16) -> list | None:
+    """The values a schema allows when they can be listed (at most ``limit``), else ``None``.
+
+    ``enum`` and ``const`` list themselves; ``boolean`` is ``[true, false]``; ``null`` is
+    ``[null]``; a type list or ``anyOf`` of such schemas is the union. Strings, numbers,
+    arrays and objects are open.
+
+    >>> finite_values({"type": "string", "enum": ["celsius", "fahrenheit"]})
+    ['celsius', 'fahrenheit']
+    >>> finite_values({"type": ["boolean", "null"]})
+    [True, False, None]
+    >>> finite_values({"type": "string"}) is None
+    True
+    """
+    if not isinstance(schema, dict):
+        return None
+    if "enum" in schema:
+        values = list(schema["enum"])
+    elif "const" in schema:
+        values = [schema["const"]]
+    elif "anyOf" in schema:
+        values = []
+        for sub in schema["anyOf"]:
+            part = finite_values(sub, limit)
+            if part is None:
+                return None
+            values += [v for v in part if not any(v == w and type(v) is type(w) for w in values)]
+    else:
+        types = schema.get("type")
+        types = types if isinstance(types, list) else [types]
+        values = []
+        for t in types:
+            if t == "boolean":
+                values += [True, False]
+            elif t == "null":
+                values.append(None)
+            else:
+                return None
+    return values if 0 < len(values) <= limit else None
 
 
 def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
@@ -356,4 +419,5 @@ __all__ = [
     "StepPlan",
     "StepParseError",
     "bounded_schema",
+    "finite_values",
 ]

@@ -13,7 +13,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..cli import COMMANDS, add_search_options, build_search, search_config
+from ..cli import COMMANDS, add_search_options, build_search, search_config, search_options_changed
+from ..search import NEEDS_SCORER
 from .benchmarks import benchmark_names, benchmark_slug, load_benchmark
 
 DEFAULT_RUNS_DIR = Path("runs") / "eval"
@@ -33,7 +34,7 @@ def _eval_parser(p: argparse.ArgumentParser) -> None:
 
 def scorer_record(args: argparse.Namespace) -> dict | None:
     """What scores the candidates (None for greedy), without loading it."""
-    if search_config(args).strategy == "greedy":
+    if search_config(args).strategy not in NEEDS_SCORER:
         return None
     name = args.scorer.lower().replace("-", "")
     if name == "likelihood":
@@ -61,8 +62,12 @@ def method_tag(args: argparse.Namespace) -> str:
         tag = "greedy"
     elif cfg.strategy == "best_of_n":
         tag = f"best-of-n_N{cfg.beams}_{args.scorer}"
+    elif cfg.strategy == "self_consistency":
+        tag = f"self-consistency_N{cfg.beams}"
+    elif cfg.rank == "prm" or args.scorer not in ("toolprm", "likelihood"):
+        tag = f"beam_N{cfg.beams}_M{cfg.expand}_{args.scorer}"  # the paper's judge-ranked beam
     else:
-        tag = f"beam_N{cfg.beams}_M{cfg.expand}_{args.scorer}"
+        tag = f"combined_N{cfg.beams}_M{cfg.expand}_{args.scorer}"
     if cfg.seed:
         tag += f"_seed{cfg.seed}"
     return tag
@@ -74,24 +79,13 @@ def eval_command(args: argparse.Namespace, out: str) -> str:
     parts = ["toolprm-agents", "eval", "--benchmark", args.benchmark]
     if args.limit:
         parts += ["--limit", str(args.limit)]
-    parts += ["--strategy", cfg.strategy.replace("_", "-")]
-    if cfg.strategy != "greedy":
-        parts += ["--beams", str(cfg.beams)]
-        if cfg.strategy == "beam":
-            parts += ["--expand", str(cfg.expand)]
+    parts += search_options_changed(args)
+    if cfg.strategy in NEEDS_SCORER:
         parts += ["--scorer", args.scorer]
         if args.prm:
             parts += ["--prm", args.prm]
-        if args.aggregation != "last":
-            parts += ["--aggregation", args.aggregation]
-        if args.temperature != 0.8:
-            parts += ["--temperature", str(args.temperature)]
     if args.policy:
         parts += ["--policy", args.policy]
-    if args.max_calls != 8:
-        parts += ["--max-calls", str(args.max_calls)]
-    if args.seed:
-        parts += ["--seed", str(args.seed)]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     parts += ["--out", out]
