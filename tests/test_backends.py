@@ -195,11 +195,13 @@ def test_step_requests_match_the_decision_grammar(calls):
         if req.complete is not None:
             assert req.complete == text
             continue
-        value_is_number = step.arg is not None and isinstance(step.value, (int, float))
-        if value_is_number:
-            assert req.follow == ",}"
-            assert not _accepts(req.grammar, rest)  # a number must be followed
-            for c in ",}":
+        # every value (and a function name) must be followed by the next step's first character,
+        # so the model's merged closing tokens (", "}) are allowed; finish() strips it
+        follows = ",}" if step.arg is not None else ("," if step.kind.value == "FUNC_NAME" else "")
+        if follows:
+            assert set(follows) <= set(req.follow)
+            assert not _accepts(req.grammar, rest)  # the end must be followed
+            for c in follows:
                 assert _accepts(req.grammar, rest + c)
                 assert req.finish(plan, answer, rest + c) == step
         else:
@@ -396,14 +398,20 @@ def test_policy_drops_length_cut_values(tiny_model_dir):
 def test_search_through_the_fake_server(server, tiny_model_dir):
     policy = OpenAIServerPolicy(server.url, tokenizer=str(tiny_model_dir))
     judge = OpenAIServerJudge(server.url, kind="toolprm", tokenizer=str(tiny_model_dir))
-    for cfg in (SearchConfig(strategy="greedy"), SearchConfig(beams=2, expand=4, seed=1), SearchConfig(strategy="best_of_n", beams=3)):
+    configs = (SearchConfig(strategy="greedy"), SearchConfig(beams=2, expand=4, seed=1, rank="prm"),
+               SearchConfig(strategy="best_of_n", beams=3), SearchConfig(beams=2, expand=4, seed=1, gate=1.0))
+    for cfg in configs:
         result = ToolPRMSearch(policy, judge, cfg).search("Weather in Paris?", TOOLS)
         assert result.complete, result.error
         for call in result.tool_calls():  # valid calls whatever the random "model" chose
             assert call["name"] in {t["name"] for t in TOOLS}
-        if cfg.strategy != "greedy":
+        if cfg.strategy == "greedy":
+            continue
+        if cfg.rank == "prm" or cfg.strategy == "best_of_n":  # the judge's score ranks
             assert result.compute.scorer_calls > 0
             assert result.score == pytest.approx(1 / (1 + math.exp(-1.0)))
+        else:  # combined: the chosen answer's share of the weighted vote
+            assert 0 < result.score <= 1 and result.alternatives[0]["score"] == result.score
 
 
 def test_text_prompts_without_a_tokenizer(server):

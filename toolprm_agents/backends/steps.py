@@ -9,15 +9,15 @@ instead; :class:`StepRequest` is the equivalent built once per decision:
   common prefix, and for a decision with a single argument left, the value's forced
   opening such as the ``"`` of a string). It is appended to the prompt, not sampled, as
   the transformers backend does; ``grammar`` covers only what follows it.
-* ``follow`` -- a number has no end of its own: the transformers backend ends it where the
-  model starts the next step (the end-of-step probability is the stop token's plus every
-  token starting with ``,`` or ``}``). A served model cannot fold tokens into the stop
-  token, so for alternatives whose value may be a number the grammar requires one more
-  character from ``Decision.follow`` after the value; :meth:`StepRequest.finish` strips it.
-  Sampling then ends a number with the probability of the tokens that are exactly ``,``
-  or ``}`` (merged tokens such as ``},`` are not allowed by the grammar, and greedy
-  compares the best single follow token, not their sum, with the best digit); text
-  values, which end themselves, get nothing appended.
+* ``follow`` -- where a step ends, the model writes the end together with what follows:
+  a number has no end of its own, and a string or a function name ends with merged tokens
+  such as ``",`` and ``"}`` (SmolLM2 gives the bare ``"`` a fifth of the mass of "the
+  value ends here"). The transformers backend folds those tokens into the end of the step.
+  A served model cannot fold tokens into the stop token, so the grammar requires one
+  more character after every argument value (from ``Decision.follow``: ``,`` or ``}``)
+  and after a function name (``,``, the start of ``, "arguments": {``);
+  :meth:`StepRequest.finish` strips it. Merged tokens that carry more than one following
+  character (``"},``) are still not allowed by the grammar.
 * ``grammar`` -- xgrammar EBNF (``str(xgr.Grammar)``), what vLLM's xgrammar backend
   compiles from ``structured_outputs={"grammar": ...}``.
 
@@ -40,7 +40,7 @@ from typing import Sequence
 import xgrammar as xgr
 
 from ..grammar import _literal, _value
-from ..steps import Alternative, Decision, PartialAnswer, Step, StepParseError, StepPlan
+from ..steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepParseError, StepPlan
 
 __all__ = ["StepRequest", "StepRequestBuilder", "may_be_number", "value_derivative"]
 
@@ -296,7 +296,7 @@ class StepRequestBuilder:
         jump = jump[: min(len(a.lead) for a in alts)]
         follow_chars = decision.follow
         parts: list[xgr.Grammar] = []
-        needs_follow = False
+        needs_follow = ""
         if len(alts) == 1 and alts[0].value_schema is not None:
             alt = alts[0]
             value = _value(alt.value_schema, f"tool {alt.function!r}: argument {alt.arg!r}")
@@ -307,8 +307,8 @@ class StepRequestBuilder:
                 if re.search(r'^root ::= \(\(""\)\)$', derived, re.M) and not (follow_chars and may_be_number(alt.value_schema)):
                     return StepRequest(jump, None, complete=jump)
                 value = xgr.Grammar.from_ebnf(derived)
-            parts.append(self._with_follow(value, alt, follow_chars))
-            needs_follow = bool(follow_chars) and may_be_number(alt.value_schema)
+            parts.append(self._with_follow(value, self._follow_of(alt, follow_chars)))
+            needs_follow = self._follow_of(alt, follow_chars)
         else:
             for alt in alts:
                 rest = alt.lead[len(jump):]
@@ -318,14 +318,24 @@ class StepRequestBuilder:
                 if not pieces:
                     pieces = [xgr.Grammar.from_ebnf('root ::= ""')]
                 g = pieces[0] if len(pieces) == 1 else xgr.Grammar.concat(*pieces)
-                parts.append(self._with_follow(g, alt, follow_chars))
-                needs_follow |= bool(follow_chars) and may_be_number(alt.value_schema)
+                chars = self._follow_of(alt, follow_chars)
+                parts.append(self._with_follow(g, chars))
+                needs_follow = "".join(sorted(set(needs_follow + chars)))
         grammar = parts[0] if len(parts) == 1 else xgr.Grammar.union(*parts)
-        return StepRequest(jump, str(grammar), follow=follow_chars if needs_follow else "")
+        return StepRequest(jump, str(grammar), follow=needs_follow)
 
     @staticmethod
-    def _with_follow(g: xgr.Grammar, alt: Alternative, follow_chars: str) -> xgr.Grammar:
-        if not follow_chars or not may_be_number(alt.value_schema):
+    def _follow_of(alt: Alternative, follow_chars: str) -> str:
+        """The characters that may follow ``alt``'s text in the grammar (stripped again by ``finish``)."""
+        if alt.value_schema is not None:
+            return follow_chars
+        if alt.kind is StepKind.FUNC_NAME and alt.tail:
+            return alt.tail[0]
+        return ""
+
+    @staticmethod
+    def _with_follow(g: xgr.Grammar, chars: str) -> xgr.Grammar:
+        if not chars:
             return g
-        ends = " | ".join(json.dumps(c) for c in follow_chars)
+        ends = " | ".join(json.dumps(c) for c in chars)
         return xgr.Grammar.concat(g, xgr.Grammar.from_ebnf(f"root ::= ({ends})"))
