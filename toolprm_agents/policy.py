@@ -295,6 +295,19 @@ class TransformersSession(PolicySession):
                     c.logprob += logprob
                     c.prob = prob
                     cands.append(c)
+            if not cands and not branch:
+                # the most probable alternative could not be completed within its bounds:
+                # back off to the next one instead of failing
+                for text, alt, logprob, prob in choices[1:]:
+                    if alt.value_schema is None or text is not None:
+                        cands.append(Candidate(self.plan.parse(answer, text if text is not None else alt.lead), logprob=logprob, prob=prob))
+                    else:
+                        single = Decision((alt,), follow=decision.follow)
+                        for c in self._sample(answer, 1, 0.0, decision=single, lead=alt.lead):
+                            c.prob = prob
+                            cands.append(c)
+                    if cands:
+                        break
             if branch or value_branched:
                 self.compute.decisions_branched += 1
         return Proposal(cands, branched=len(cands) > 1)
@@ -330,7 +343,9 @@ class TransformersSession(PolicySession):
             ids, n = self._tokens_of(text, tail)
             token_rows.append(ids)
             counted.append(n)
-        logprobs = self._teacher_force(ctx, answer.text, [ids[:n] for ids, n in zip(token_rows, counted)])
+        # the end of the answer is followed by nothing: its "]" is not folded with "]," or "]}"
+        folds = [alt.kind is not StepKind.TOTAL_FINISH for _, alt, _, _ in rows]
+        logprobs = self._teacher_force(ctx, answer.text, [ids[:n] for ids, n in zip(token_rows, counted)], folds)
         total = torch.logsumexp(torch.tensor(logprobs), 0).item()
         out = [(step_text, alt, lp, math.exp(lp - total)) for (step_text, alt, _, _), lp in zip(rows, logprobs)]
         return sorted(out, key=lambda r: -r[2])
@@ -351,7 +366,7 @@ class TransformersSession(PolicySession):
                 seen = len(tok.decode(ids[:n], skip_special_tokens=False, clean_up_tokenization_spaces=False))
         return ids, max(1, n)
 
-    def _teacher_force(self, ctx, ctx_text: str, rows: list[list[int]]) -> list[float]:
+    def _teacher_force(self, ctx, ctx_text: str, rows: list[list[int]], folds: list[bool] | None = None) -> list[float]:
         """Log-probability of each token row after the context, its last token folded."""
         pol = self.policy
         first = torch.log_softmax(ctx.logits, -1)
@@ -378,7 +393,7 @@ class TransformersSession(PolicySession):
             dists = [first] + ([logps[i, k] for k in range(len(r) - 1)] if len(r) > 1 else [])
             lp = sum(float(d[t]) for d, t in zip(dists[:-1], r[:-1]))
             last, tok = dists[len(r) - 1], r[-1]
-            ext = pol.extensions(tok)
+            ext = pol.extensions(tok) if folds is None or folds[i] else []
             lp += float(torch.logsumexp(last[[tok] + ext], 0)) if ext else float(last[tok])
             result.append(lp)
         return result

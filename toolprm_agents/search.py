@@ -71,8 +71,8 @@ class SearchConfig:
             reported score: ``last``, ``min``, ``prod``, ``mean``.
         temperature: sampling temperature for sampled candidates.
         seed: makes sampling reproducible.
-        budget_seconds, budget_tokens: a search's budget in wall time and in generated plus
-            read tokens (0: none). When it runs out the best finished answer is returned,
+        budget_seconds, budget_tokens: a search's budget in wall time and in tokens the
+            policy and the judge generate or read after the prompt (0: none). When it runs out the best finished answer is returned,
             else the best partial one completed greedily, else no call, with
             ``SearchResult.budget_exhausted`` set.
         max_calls, max_string_length, max_array_items, allow_no_call, repeat_calls: bounds
@@ -345,6 +345,11 @@ class SearchRun:
         self.unit, self.on_event = unit, on_event
         self.policy_weight, self.judge_weight, self.vote_weight = weights
         self.t0 = time.perf_counter()
+        self._base_tokens = self._tokens()  # the prompt, read before the search starts
+
+    def _tokens(self) -> int:
+        c = self.compute
+        return c.tokens_generated + c.prefill_tokens + c.scorer_tokens
 
     @property
     def scorer(self) -> ScorerSession | None:
@@ -356,7 +361,7 @@ class SearchRun:
         cfg = self.config
         if cfg.budget_seconds and time.perf_counter() - self.t0 > cfg.budget_seconds * (1.0 + grace):
             return True
-        used = self.compute.tokens_generated + self.compute.prefill_tokens + self.compute.scorer_tokens
+        used = self._tokens() - self._base_tokens
         return bool(cfg.budget_tokens) and used > cfg.budget_tokens * (1.0 + grace)
 
     def emit(self, event: dict) -> None:
