@@ -70,7 +70,9 @@ def session(policy, tools=(WEATHER, TIME), question="Weather in Paris?"):
 def brute_force_logprob(policy, sess, answer: PartialAnswer, text: str, tail: str) -> float:
     """log p(text) after the prompt and ``answer``, from one uncached forward over everything."""
     tok = policy.tokenizer
-    ctx_ids = tok(sess.store.prompt_text, add_special_tokens=False)["input_ids"] + tok(answer.text, add_special_tokens=False)["input_ids"]
+    heal = sess._last_token_text(answer.text)  # the answer's last token is read again with the alternative
+    ctx_ids = tok(sess.store.prompt_text, add_special_tokens=False)["input_ids"] + tok(answer.text[: len(answer.text) - len(heal)], add_special_tokens=False)["input_ids"]
+    text = heal + text
     enc = tok(text + tail, add_special_tokens=False, return_offsets_mapping=True)
     n = max(1, sum(1 for a, _ in enc["offset_mapping"] if a < len(text)))
     ids = enc["input_ids"][:n]
@@ -105,6 +107,43 @@ def test_exact_alternatives_match_brute_force_scoring(tiny):
         scored = text if text is not None else alt.lead.rstrip(" ")
         assert lp == pytest.approx(brute_force_logprob(policy, sess, answer, scored, ""), abs=2e-3), scored
     assert compute.forward_passes >= 2 and compute.decisions == 0  # _choices alone counts no decision
+
+
+def test_alternative_probabilities_renormalise_where_alternatives_branch(tiny):
+    """prob = the policy restricted to the alternatives: at the first token where two names
+    differ it is the softmax over those two tokens only, and it sums to 1."""
+    policy = TransformersPolicy(tiny)
+    plan, sess, _ = session(policy)
+    answer = plan.settle(plan.start())
+    choices = sess._choices(answer, plan.decision(answer))
+    assert sum(c[3] for c in choices) == pytest.approx(1.0)
+    assert [c[3] for c in choices] == sorted((c[3] for c in choices), reverse=True)
+    tok = policy.tokenizer
+    heal = sess._last_token_text(answer.text)
+    assert heal == "["
+    rows = {c[0]: tok(heal + c[0] + c[1].tail, add_special_tokens=False)["input_ids"] for c in choices}
+    # brute force: walk the token trie with one uncached forward per branching point
+    ctx_ids = tok(sess.store.prompt_text, add_special_tokens=False)["input_ids"]
+    all_rows = list(rows.values())
+
+    def brute(r, fold_last):
+        lp = 0.0
+        for k, t in enumerate(r):
+            kids = {}
+            for other, o in zip(rows, all_rows):
+                if o[:k] == r[:k] and len(o) > k:
+                    kids[o[k]] = kids.get(o[k], False) or (k == len(o) - 1 and other != "]")
+            if len(kids) < 2:
+                continue
+            with torch.no_grad():
+                dist = torch.log_softmax(policy.model(input_ids=torch.tensor([ctx_ids + r[:k]])).logits[0, -1].float(), -1)
+            vals = {x: torch.logsumexp(dist[[x] + (policy.extensions(x) if f else [])], 0) for x, f in kids.items()}
+            lp += float(vals[t] - torch.logsumexp(torch.stack(list(vals.values())), 0))
+        return math.exp(lp)
+
+    got = {c[0]: c[3] for c in choices}
+    for text, r in rows.items():
+        assert got[text] == pytest.approx(brute(r, text != "]"), rel=1e-3, abs=1e-6), text
 
 
 def test_a_string_ends_where_the_model_writes_a_merged_closing_token(tiny):

@@ -291,8 +291,7 @@ class TransformersSession(PolicySession):
                 if m > 1 and samples > 0 and greedy and greedy[0].min_prob < gate:
                     found += self._sample(answer, samples, temperature, decision=single, lead=alt.lead)
                     value_branched = True
-                for c in merge_candidates(found):
-                    c.logprob += logprob
+                for c in merge_candidates(found):  # logprob: the value's tokens; prob: choosing the argument
                     c.prob = prob
                     cands.append(c)
             if not cands and not branch:
@@ -319,9 +318,12 @@ class TransformersSession(PolicySession):
         Returns ``[(text, alternative, logprob, prob)]``, most probable first. ``text`` is the
         whole step text for a fixed alternative (a name, an end, an argument with a listed
         value) and ``None`` for an argument whose value is open (then ``logprob`` is that of
-        choosing the argument). Each text is tokenised the normal way, followed by the
+        choosing the argument). ``logprob`` is the policy's unconstrained log-probability of
+        the text; ``prob`` its probability among the alternatives (:meth:`_branch_probs`). Each text is tokenised the normal way, followed by the
         skeleton text after it, and its last token's probability includes the merged tokens
-        that end it and begin what follows (``",``, ``"}``, ``}}``).
+        that end it and begin what follows (``",``, ``"}``, ``}}``). The answer's own last
+        token is healed: the context stops before it and every alternative starts with its
+        text, so the boundary between steps is tokenised as the model would write it.
         """
         pol = self.policy
         rows: list[tuple[str | None, Alternative, str, str]] = []  # (step text, alt, scored text, tail)
@@ -337,18 +339,65 @@ class TransformersSession(PolicySession):
                 for v in values:
                     text = alt.lead + json.dumps(v, ensure_ascii=False)
                     rows.append((text, alt, text, ""))
-        ctx = self.store.get(answer.text)
+        # token healing: the answer's last token is read again as the start of every
+        # alternative, so "Paris" + "," can be the model's own `",` rather than `"` then `,`
+        heal = self._last_token_text(answer.text)
+        ctx_text = answer.text[: len(answer.text) - len(heal)]
+        ctx = self.store.get(ctx_text)
         token_rows, counted = [], []
         for _, _, text, tail in rows:
-            ids, n = self._tokens_of(text, tail)
+            ids, n = self._tokens_of(heal + text, tail)
             token_rows.append(ids)
             counted.append(n)
         # the end of the answer is followed by nothing: its "]" is not folded with "]," or "]}"
         folds = [alt.kind is not StepKind.TOTAL_FINISH for _, alt, _, _ in rows]
-        logprobs = self._teacher_force(ctx, answer.text, [ids[:n] for ids, n in zip(token_rows, counted)], folds)
-        total = torch.logsumexp(torch.tensor(logprobs), 0).item()
-        out = [(step_text, alt, lp, math.exp(lp - total)) for (step_text, alt, _, _), lp in zip(rows, logprobs)]
-        return sorted(out, key=lambda r: -r[2])
+        scored = [ids[:n] for ids, n in zip(token_rows, counted)]
+        logprobs, dists = self._teacher_force(ctx, ctx_text, scored, folds)
+        probs = self._branch_probs(scored, dists, folds)
+        out = [(step_text, alt, lp, pr) for (step_text, alt, _, _), lp, pr in zip(rows, logprobs, probs)]
+        return sorted(out, key=lambda r: -r[3])
+
+    def _branch_probs(self, rows: list[list[int]], dists: list[list[torch.Tensor]], folds: list[bool]) -> list[float]:
+        """Each row's probability under the policy restricted to the listed alternatives.
+
+        The rows form a trie of tokens; where they branch, the policy's next-token
+        distribution is renormalised over the branches (the mass it puts on text that is
+        none of the alternatives -- another spacing, another wording -- is not held against
+        the longer alternatives); where they do not, the next token costs nothing. This is
+        the distribution sampling under the decision's grammar follows, computed exactly;
+        a row's boundary token counts with the merged tokens that extend it (``",``).
+        """
+        pol = self.policy
+        children: dict[tuple, dict[int, bool]] = {}
+        for i, r in enumerate(rows):
+            for k, tok in enumerate(r):
+                kids = children.setdefault(tuple(r[:k]), {})
+                kids[tok] = kids.get(tok, False) or (k == len(r) - 1 and folds[i])
+
+        def value(dist: torch.Tensor, tok: int, fold: bool) -> torch.Tensor:
+            ext = pol.extensions(tok) if fold else []
+            return torch.logsumexp(dist[[tok] + ext], 0) if ext else dist[tok]
+
+        out = []
+        for i, r in enumerate(rows):
+            lp = 0.0
+            for k, tok in enumerate(r):
+                kids = children[tuple(r[:k])]
+                if len(kids) < 2:
+                    continue
+                dist = dists[i][k]
+                vals = {t: value(dist, t, f) for t, f in kids.items()}
+                lp += float(vals[tok] - torch.logsumexp(torch.stack(list(vals.values())), 0))
+            out.append(math.exp(lp))
+        return out
+
+    def _last_token_text(self, text: str) -> str:
+        """The text of the last token of ``text`` tokenised the normal way ("" for no text)."""
+        ids = self.store.encode(text)
+        if not ids:
+            return ""
+        last = self.policy.tokenizer.decode(ids[-1:], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return last if text.endswith(last) else ""
 
     def _tokens_of(self, text: str, tail: str) -> tuple[list[int], int]:
         """Normal tokens of ``text + tail`` and how many of them start inside ``text``."""
@@ -366,8 +415,9 @@ class TransformersSession(PolicySession):
                 seen = len(tok.decode(ids[:n], skip_special_tokens=False, clean_up_tokenization_spaces=False))
         return ids, max(1, n)
 
-    def _teacher_force(self, ctx, ctx_text: str, rows: list[list[int]], folds: list[bool] | None = None) -> list[float]:
-        """Log-probability of each token row after the context, its last token folded."""
+    def _teacher_force(self, ctx, ctx_text: str, rows: list[list[int]], folds: list[bool] | None = None):
+        """Log-probability of each token row after the context, its last token folded, and the
+        next-token log-distributions along each row (``[row][position] -> [vocab]``)."""
         pol = self.policy
         first = torch.log_softmax(ctx.logits, -1)
         longest = max(len(r) for r in rows)
@@ -388,7 +438,7 @@ class TransformersSession(PolicySession):
             self.compute.prefill_tokens += sum(max(0, len(r) - 1) for r in rows)
             self.compute.forward_passes += 1
             logps = torch.log_softmax(out.logits.float(), -1)
-        result = []
+        result, all_dists = [], []
         for i, r in enumerate(rows):
             dists = [first] + ([logps[i, k] for k in range(len(r) - 1)] if len(r) > 1 else [])
             lp = sum(float(d[t]) for d, t in zip(dists[:-1], r[:-1]))
@@ -396,7 +446,8 @@ class TransformersSession(PolicySession):
             ext = pol.extensions(tok) if folds is None or folds[i] else []
             lp += float(torch.logsumexp(last[[tok] + ext], 0)) if ext else float(last[tok])
             result.append(lp)
-        return result
+            all_dists.append(dists)
+        return result, all_dists
 
     # -- sampling --------------------------------------------------------------------------
     @torch.inference_mode()
