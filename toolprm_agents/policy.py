@@ -31,57 +31,8 @@ from .compute import Compute
 from .context import ContextStore
 from .grammar import DecisionGrammars
 from .prompt import PromptFormat
+from .interfaces import Candidate, Policy, PolicySession, SharedContext, merge_candidates
 from .steps import PartialAnswer, Step, StepPlan
-
-
-@dataclass
-class Candidate:
-    """A proposed next step.
-
-    ``logprob``: the policy's log-probability of the generated tokens (unconstrained,
-    temperature 1); ``count``: how many of the samples produced this same text.
-    """
-
-    step: Step
-    logprob: float = 0.0
-    num_tokens: int = 0
-    count: int = 1
-
-
-class PolicySession(abc.ABC):
-    """A policy bound to one conversation and tool set (one search)."""
-
-    plan: StepPlan
-    compute: Compute
-
-    @abc.abstractmethod
-    def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
-        """Up to ``n`` distinct candidates for the open decision after ``answer``.
-
-        ``temperature == 0`` is greedy (one candidate). A forced decision gives its one
-        step without calling the model. Candidates are de-duplicated by text.
-        """
-
-
-class Policy(abc.ABC):
-    """A candidate generator."""
-
-    @abc.abstractmethod
-    def session(self, messages: Sequence[dict[str, str]], plan: StepPlan, compute: Compute, *, seed: int = 0) -> PolicySession:
-        """Open a session: the conversation is read (and cached) once."""
-
-
-def merge_candidates(cands: list[Candidate]) -> list[Candidate]:
-    """De-duplicate by step text, keeping the first occurrence and counting repeats."""
-    by_text: dict[str, Candidate] = {}
-    for c in cands:
-        hit = by_text.get(c.step.text)
-        if hit is None:
-            by_text[c.step.text] = c
-        else:
-            hit.count += c.count
-            hit.logprob = max(hit.logprob, c.logprob)
-    return list(by_text.values())
 
 
 class TransformersPolicy(Policy):
@@ -182,6 +133,10 @@ class TransformersSession(PolicySession):
         self.store = store
         self.compute = compute
         self.generator = torch.Generator().manual_seed(seed)
+
+    def shared_context(self) -> SharedContext:
+        """The policy's model, prompt text and KV caches (a judge on the same weights reuses them)."""
+        return SharedContext(weights=self.policy.model, prompt=self.store.prompt_text, cache=self.store, lock=self.policy.lock)
 
     def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
         forced = self.plan.forced_step(answer)
