@@ -14,10 +14,11 @@ its own weights and prompt match (:meth:`SharedContext.reuse`).
 
 Example:
     >>> from toolprm_agents.interfaces import SharedContext
-    >>> shared = SharedContext(weights="engine-1", prompt=(1, 2, 3), cache={"kv": "..."})
-    >>> shared.reuse("engine-1", (1, 2, 3))
+    >>> model, other = object(), object()
+    >>> shared = SharedContext(weights=model, prompt=(1, 2, 3), cache={"kv": "..."})
+    >>> shared.reuse(model, (1, 2, 3))
     {'kv': '...'}
-    >>> shared.reuse("engine-2", (1, 2, 3)) is None
+    >>> shared.reuse(other, (1, 2, 3)) is None
     True
 """
 
@@ -87,6 +88,7 @@ class SharedContext:
     lock: Any = None
 
     def same_weights(self, weights: Any) -> bool:
+        """The same object, or an equal ``(URL, served name)`` tuple."""
         return self.weights is weights or (type(self.weights) is tuple and self.weights == weights)
 
     def reuse(self, weights: Any, prompt: Any) -> Any:
