@@ -461,7 +461,7 @@ class OpenAIServerJudge(Scorer):
 
     def session(self, messages, plan, compute, *, policy_session=None) -> "OpenAIServerJudgeSession":
         spec = self.spec
-        prompt_ids = self.served.encode(spec.prompt_format.render(self.served.resolve()[1], messages, plan.tools))
+        prompt_ids = self.served.encode(spec.render(messages, plan.tools))
         shared = policy_session.shared_context() if policy_session is not None else None
         # the same served model and prompt: the policy's token contexts
         contexts = shared.reuse((self.base_url, self.served.resolve()[0]), prompt_ids) if shared is not None else None

@@ -305,7 +305,7 @@ class VLLMJudge(Scorer):
         self.engine = engine
         self.spec = judge_spec(checkpoint, kind, engine.tokenizer)
         self.granularity = self.spec.granularity
-        self.name = self.spec.name
+        self.name = self.config.kind
         self._lora = None
         if self.weights.adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -313,7 +313,7 @@ class VLLMJudge(Scorer):
             self._lora = LoRARequest(f"judge-{Path(self.weights.adapter).name}", 1, self.weights.adapter)
 
     def session(self, messages, plan, compute, *, policy_session=None) -> "VLLMJudgeSession":
-        prompt_ids = self.engine.encode(self.spec.prompt_format.render(self.engine.tokenizer, messages, plan.tools))
+        prompt_ids = self.engine.encode(self.spec.render(messages, plan.tools))
         shared = policy_session.shared_context() if policy_session is not None and self._lora is None else None
         # same weights, same prompt: the policy's token contexts (as transformers shares its cache)
         contexts = shared.reuse(self.engine, prompt_ids) if shared is not None else None
