@@ -270,3 +270,17 @@ def test_prefix_lru_extends_the_longest_prefix_and_evicts_the_oldest():
     cache.get("x", extend)  # evicts "abcd", the least recently used
     assert cache.longest("abcde") == ("ab", [0, 97, 98])
     assert len(cache) == 2
+
+
+def test_the_examples_in_the_new_modules_run():
+    import doctest
+
+    import toolprm_agents.apibank as apibank
+    import toolprm_agents.interfaces as interfaces
+    import toolprm_agents.judges as judges
+    import toolprm_agents.matching as matching
+    import toolprm_agents.prefix_cache as prefix_cache
+
+    for module in (interfaces, judges, prefix_cache, matching, apibank):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
