@@ -151,24 +151,32 @@ def test_adapter_checkpoint_without_its_files_fails_at_once(tmp_path, tiny_model
     assert weights.model == str(tiny_model_dir) and weights.adapter == str(ckpt)
 
 
-def test_broken_adapter_judge_makes_no_network_attempt(tmp_path, tiny_model_dir):
-    """Issue 14 item 2 on the tiny model: a clear error at once, no connection tried."""
+def test_broken_judges_make_no_network_attempt(tmp_path, tiny_model_dir):
+    """Issue 14 item 2 on the tiny model: a clear error at once, no connection tried -- even
+    with the hub's offline switches off, so it is the loader that stays local."""
     ckpt = _broken_adapter(tmp_path, tiny_model_dir)
+    hub = tmp_path / "hub-base"
+    hub.mkdir()
+    JudgeConfig(kind="toolprm", base_model="HuggingFaceTB/SmolLM2-135M-Instruct").save(hub)
     out = run_guarded(
         f"""
-        import time
-        from toolprm_agents.scorers import ScorerError, load_scorer
-        t0 = time.monotonic()
-        try:
-            load_scorer("toolprm", checkpoint={str(ckpt)!r})
-            RESULT = "loaded"
-        except ScorerError as exc:
-            RESULT = str(exc)
+        from toolprm_agents.errors import ToolPRMError
+        from toolprm_agents.scorers import load_scorer
+        RESULT = []
+        for where in ({str(ckpt)!r}, {str(hub)!r}):
+            try:
+                load_scorer("toolprm", checkpoint=where)
+                RESULT.append("loaded")
+            except ToolPRMError as exc:
+                RESULT.append(type(exc).__name__ + ": " + str(exc))
         """,
+        env_extra={"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"},
         timeout=300,
     )
     assert out["attempts"] == []
-    assert "adapter_config.json is missing" in out["result"]
+    adapter, hub_base = out["result"]
+    assert adapter.startswith("ScorerError") and "adapter_config.json is missing" in adapter
+    assert hub_base.startswith("ModelLoadError") and "does not exist" in hub_base
 
 
 @pytest.mark.slow
