@@ -10,8 +10,10 @@
 
 Judges load from a checkpoint directory holding ``toolprm_config.json`` (see
 :class:`JudgeConfig`), with either full model weights, a PEFT adapter over a base model,
-or (untrained) just a pointer to the base model. All candidates of a step are scored in
-batched forward passes over a shared KV cache of the prompt.
+or (untrained) just a pointer to the base model; the config and the judge's text are
+:mod:`toolprm_agents.judges`' (shared with the served backends and the trainer). Loads are
+local-only: a missing file is a :class:`ScorerError` at once, never a hub look-up. All
+candidates of a step are scored in batched forward passes over a shared KV cache of the prompt.
 
 Example:
     >>> prm = ToolPRM.from_pretrained()            # the default ToolPRM checkpoint  # doctest: +SKIP
@@ -93,7 +95,7 @@ class GenerativeJudge(Scorer):
     """A causal LM judging (partial) answers with a "+"/"-" label token.
 
     Args:
-        checkpoint: a judge checkpoint directory (``None``: the default ToolPRM).
+        checkpoint: a judge checkpoint directory (``None``: the packaged one of this kind).
         model: a ``(model, tokenizer)`` pair to use instead of loading one.
 
     A judge without weights of its own is its base model asked the judge question; one
