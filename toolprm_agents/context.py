@@ -12,12 +12,12 @@ from .errors import ToolPRMError
 
 import copy
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
 from .compute import Compute
+from .prefix_cache import PrefixLRU
 
 
 class PromptTooLongError(ToolPRMError, ValueError):
@@ -74,7 +74,7 @@ class ContextStore:
         self.window = window
         cache, logits = self._forward(ids, None)
         self.root = Context(cache, logits, len(ids))
-        self._entries: OrderedDict[str, Context] = OrderedDict()
+        self._contexts: PrefixLRU[Context] = PrefixLRU(self.root, capacity)
 
     # -- reading tokens ----------------------------------------------------------------------
     def _count(self, n_tokens: int, n_passes: int = 1) -> None:
@@ -103,28 +103,18 @@ class ContextStore:
     # -- contexts ---------------------------------------------------------------------------
     def get(self, text: str) -> Context:
         """The context after ``text`` (answer text following the prompt)."""
-        with self._lock:
-            if text in self._entries:
-                self._entries.move_to_end(text)
-                return self._entries[text]
-            base_text, base = "", self.root
-            for key, ctx in self._entries.items():
-                if len(key) > len(base_text) and text.startswith(key):
-                    base_text, base = key, ctx
-        rest = self.encode(text[len(base_text):])
+        return self._contexts.get(text, self._extend)
+
+    def _extend(self, base: Context, rest_text: str) -> Context | None:
+        rest = self.encode(rest_text)
         if not rest:
-            return base
+            return None
         if base.length + len(rest) > self.window:
             raise PromptTooLongError(
                 f"prompt and answer reached {base.length + len(rest)} tokens, past the model's context window of {self.window}"
             )
         cache, logits = self._forward(rest, copy.deepcopy(base.cache))
-        ctx = Context(cache, logits, base.length + len(rest))
-        with self._lock:
-            self._entries[text] = ctx
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return ctx
+        return Context(cache, logits, base.length + len(rest))
 
     def fork(self, ctx: Context, n: int):
         """A copy of ``ctx``'s cache with every row repeated ``n`` times."""

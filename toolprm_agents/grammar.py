@@ -93,3 +93,8 @@ class DecisionGrammars:
 
     def matcher(self, decision: Decision) -> xgr.GrammarMatcher:
         return xgr.GrammarMatcher(self.compiled(decision))
+
+
+# public names for the grammar pieces the served backends build requests from (backends/steps.py)
+literal_grammar = _literal
+value_grammar = _value

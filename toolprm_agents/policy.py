@@ -33,92 +33,8 @@ from .compute import Compute
 from .context import ContextStore
 from .grammar import DecisionGrammars
 from .prompt import PromptFormat
+from .interfaces import Candidate, Policy, PolicySession, Proposal, SharedContext, merge_candidates
 from .steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepPlan, finite_values
-
-
-@dataclass
-class Candidate:
-    """A proposed next step.
-
-    ``logprob``: the policy's log-probability of the generated tokens (unconstrained,
-    temperature 1); ``count``: how many of the samples produced this same text;
-    ``truncated``: the value reached the step's token bound and was closed there;
-    ``min_prob``: the lowest probability the policy gave any of its tokens among those the
-    grammar allowed (1.0 for fixed text; low means the policy was unsure somewhere);
-    ``prob``: for an exactly scored alternative, its probability among all the
-    decision's alternatives.
-    """
-
-    step: Step
-    logprob: float = 0.0
-    num_tokens: int = 0
-    count: int = 1
-    truncated: bool = False
-    min_prob: float = 1.0
-    prob: float | None = None
-
-    @property
-    def mean_logprob(self) -> float:
-        """``logprob`` per generated token (length-normalised); ``logprob`` for fixed text."""
-        return self.logprob / self.num_tokens if self.num_tokens else self.logprob
-
-
-class PolicySession(abc.ABC):
-    """A policy bound to one conversation and tool set (one search)."""
-
-    plan: StepPlan
-    compute: Compute
-
-    @abc.abstractmethod
-    def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
-        """Up to ``n`` distinct candidates for the open decision after ``answer``.
-
-        ``temperature == 0`` is greedy (one candidate). A forced decision gives its one
-        step without calling the model. Candidates are de-duplicated by text.
-        """
-
-
-    def decide(self, answer: PartialAnswer, *, m: int, temperature: float, gate: float, samples: int) -> "Proposal":
-        """Candidates for the open decision, spending samples only where the policy is unsure.
-
-        A backend that can score a decision's listable alternatives exactly (function
-        names, the end of the answer, argument names, the end of the arguments, enum and
-        boolean values) proposes the most probable ones; open values get the greedy value
-        and, where the policy is unsure (below ``gate``), ``samples`` sampled values. This
-        default, for backends without exact scoring, samples ``m`` candidates (one, greedy,
-        when ``m == 1``).
-        """
-        cands = self.propose(answer, 1 if m == 1 else m, 0.0 if m == 1 else temperature)
-        return Proposal(cands, branched=len(cands) > 1)
-
-
-@dataclass
-class Proposal:
-    """The candidates of one decision; ``branched`` when there is more than one to choose from."""
-
-    candidates: list[Candidate]
-    branched: bool = False
-
-
-class Policy(abc.ABC):
-    """A candidate generator."""
-
-    @abc.abstractmethod
-    def session(self, messages: Sequence[dict[str, str]], plan: StepPlan, compute: Compute, *, seed: int = 0) -> PolicySession:
-        """Open a session: the conversation is read (and cached) once."""
-
-
-def merge_candidates(cands: list[Candidate]) -> list[Candidate]:
-    """De-duplicate by step text, keeping the first occurrence and counting repeats."""
-    by_text: dict[str, Candidate] = {}
-    for c in cands:
-        hit = by_text.get(c.step.text)
-        if hit is None:
-            by_text[c.step.text] = c
-        else:
-            hit.count += c.count
-            hit.logprob = max(hit.logprob, c.logprob)
-    return list(by_text.values())
 
 
 class TransformersPolicy(Policy):
@@ -246,6 +162,10 @@ class TransformersSession(PolicySession):
         self.store = store
         self.compute = compute
         self.generator = torch.Generator().manual_seed(seed)
+
+    def shared_context(self) -> SharedContext:
+        """The policy's model, prompt text and KV caches (a judge on the same weights reuses them)."""
+        return SharedContext(weights=self.policy.model, prompt=self.store.prompt_text, cache=self.store, lock=self.policy.lock)
 
     def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
         forced = self.plan.forced_step(answer)

@@ -10,8 +10,10 @@
 
 Judges load from a checkpoint directory holding ``toolprm_config.json`` (see
 :class:`JudgeConfig`), with either full model weights, a PEFT adapter over a base model,
-or (untrained) just a pointer to the base model. All candidates of a step are scored in
-batched forward passes over a shared KV cache of the prompt.
+or (untrained) just a pointer to the base model; the config and the judge's text are
+:mod:`toolprm_agents.judges`' (shared with the served backends and the trainer). Loads are
+local-only: a missing file is a :class:`ScorerError` at once, never a hub look-up. All
+candidates of a step are scored in batched forward passes over a shared KV cache of the prompt.
 
 Example:
     >>> prm = ToolPRM.from_pretrained()            # the default ToolPRM checkpoint  # doctest: +SKIP
@@ -22,66 +24,33 @@ Example:
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
-
-import abc
 import contextlib
 import hashlib
-import json
 import os
 import weakref
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
 
 import torch
 
 from .compute import Compute
 from .context import ContextStore
+from .interfaces import Granularity, Scorer, ScorerError, ScorerSession, is_judge_point
+from .judges import (
+    CONFIG_NAME,
+    DEFAULT_CHECKPOINT,
+    DEFAULT_QUESTIONS,
+    JUDGE_TURN,
+    JudgeConfig,
+    JudgeFormat,
+    judge_kind,
+    locate_judge_weights,
+    packaged_checkpoint,
+)
 from .models import model_lock
-from .prompt import PromptFormat
-from .steps import PartialAnswer, StepKind, StepPlan
+from .steps import PartialAnswer
 
-Granularity = Literal["step", "call", "answer"]
-CONFIG_NAME = "toolprm_config.json"
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "toolprm-smollm2"
 _peft_wrappers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # base model -> its PeftModel
-
-
-class ScorerError(ToolPRMError, RuntimeError):
-    """A scorer could not be loaded or used."""
-
-
-def is_judge_point(answer: PartialAnswer, granularity: Granularity) -> bool:
-    """Whether a scorer of ``granularity`` judges ``answer`` (after its last model step)."""
-    if answer.done:
-        return True
-    decided = [s for s in answer.steps if not s.forced]
-    if granularity == "step":
-        return bool(decided)
-    if granularity == "call":
-        return bool(answer.steps) and answer.steps[-1].kind is StepKind.FUNC_FINISH
-    return False
-
-
-class ScorerSession(abc.ABC):
-    @abc.abstractmethod
-    def score(self, pairs: Sequence[tuple[PartialAnswer, PartialAnswer]]) -> list[float]:
-        """Scores in [0, 1] for each ``(context, candidate)`` pair.
-
-        ``candidate`` extends ``context`` (a beam and one of its expansions); the score
-        judges the candidate at its end. Pairs sharing a context are batched together.
-        """
-
-
-class Scorer(abc.ABC):
-    granularity: Granularity = "step"
-    name: str = "scorer"
-
-    @abc.abstractmethod
-    def session(self, messages, plan: StepPlan, compute: Compute, *, policy_session=None) -> ScorerSession:
-        """Open a scoring session for one conversation and tool set."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,64 +91,11 @@ def forward_rows(store: ContextStore, context_text: str, rows: list[list[int]], 
 # generative judges: ToolPRM, ORM, C-PRM
 
 
-DEFAULT_QUESTIONS = {
-    "step": "Is the last step of this answer ({kind}) correct? Answer + or -.",
-    "call": "Is the last function call of this answer correct? Answer + or -.",
-    "answer": "Is this answer correct? Answer + or -.",
-}
-JUDGE_TURN = "<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
-
-
-@dataclass
-class JudgeConfig:
-    """What ``toolprm_config.json`` in a judge checkpoint says.
-
-    ``base_model``: where the weights come from when the directory holds none (``"smollm2"``
-    or a path, relative paths are to the checkpoint); ``adapter``: the directory holds a
-    PEFT adapter over ``base_model``; ``label_tokens``: the "+" and "-" label texts (each
-    one token); ``judge_turn``/``question``: the text after the answer whose next token is
-    the label; ``trained``: whether any training went into it (the untrained base judge is
-    only a format placeholder).
-    """
-
-    kind: Literal["toolprm", "orm", "cprm"] = "toolprm"
-    base_model: str | None = "smollm2"
-    adapter: bool = False
-    label_tokens: tuple[str, str] = ("+", "-")
-    judge_turn: str = JUDGE_TURN
-    question: str | None = None
-    system: str | None = None
-    trained: bool = False
-    format_version: int = 1
-    metadata: dict = field(default_factory=dict)
-
-    @property
-    def granularity(self) -> Granularity:
-        return {"toolprm": "step", "orm": "answer", "cprm": "call"}[self.kind]
-
-    def save(self, directory: str | os.PathLike) -> None:
-        d = asdict(self)
-        d["label_tokens"] = list(self.label_tokens)
-        Path(directory, CONFIG_NAME).write_text(json.dumps(d, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "JudgeConfig":
-        path = Path(directory, CONFIG_NAME)
-        if not path.is_file():
-            raise ScorerError(f"{directory!s} is not a judge checkpoint: {CONFIG_NAME} is missing")
-        try:
-            data = json.loads(path.read_text())
-            data["label_tokens"] = tuple(data.get("label_tokens", ("+", "-")))
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ScorerError(f"{path}: not a valid judge config: {exc}") from None
-
-
 class GenerativeJudge(Scorer):
     """A causal LM judging (partial) answers with a "+"/"-" label token.
 
     Args:
-        checkpoint: a judge checkpoint directory (``None``: the default ToolPRM).
+        checkpoint: a judge checkpoint directory (``None``: the packaged one of this kind).
         model: a ``(model, tokenizer)`` pair to use instead of loading one.
 
     A judge without weights of its own is its base model asked the judge question; one
@@ -190,7 +106,7 @@ class GenerativeJudge(Scorer):
     kind: str = "toolprm"
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(self.kind)
         self.config = config or JudgeConfig.load(self.checkpoint)
         if self.config.kind != self.kind:
             raise ScorerError(f"{self.checkpoint} holds a {self.config.kind!r} judge, not a {self.kind!r} one")
@@ -199,8 +115,9 @@ class GenerativeJudge(Scorer):
         self._peft, self._adapter_name = None, None
         self.model, self.tokenizer = model if model is not None else self._load()
         self.lock = model_lock(self.model)
-        self.label_ids = [self._single_token(t) for t in self.config.label_tokens]
-        self.prompt_format = PromptFormat(system=self.config.system) if self.config.system else PromptFormat()
+        self.format = JudgeFormat(self.config, self.tokenizer)
+        self.label_ids = self.format.label_ids
+        self.prompt_format = self.format.prompt_format
 
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, **kw) -> "GenerativeJudge":
@@ -209,15 +126,9 @@ class GenerativeJudge(Scorer):
     def _load(self):
         from .models import load_causal_lm
 
-        if (self.checkpoint / "config.json").is_file():
-            return load_causal_lm(self.checkpoint)
-        base = self.config.base_model
-        if base is None:
-            raise ScorerError(f"{self.checkpoint}: no weights and no base_model in {CONFIG_NAME}")
-        if base != "smollm2" and not os.path.isabs(base):
-            base = str((self.checkpoint / base).resolve()) if (self.checkpoint / base).exists() else base
-        model, tokenizer = load_causal_lm(base)  # cached: a policy on the same base shares these weights
-        if self.config.adapter:
+        weights, _ = locate_judge_weights(self.checkpoint, config=self.config)  # checks every file is here
+        model, tokenizer = load_causal_lm(weights.model)  # cached: a policy on the same base shares these weights
+        if weights.adapter is not None:
             self._attach_adapter(model)
         return model, tokenizer
 
@@ -226,20 +137,23 @@ class GenerativeJudge(Scorer):
 
         The adapter is switched on only while this judge scores (:meth:`active`), under the
         base model's lock, so a policy on the same base keeps seeing the plain base model.
+        Loaded from local files only (:func:`~toolprm_agents.judges.locate_judge_weights`
+        checked they are there): PEFT never looks the folder up on a hub.
         """
         try:
             from peft import PeftModel
         except ImportError:
             raise ScorerError("this judge is a PEFT adapter: pip install peft") from None
         name = f"{self.kind}-{hashlib.sha1(str(self.checkpoint.resolve()).encode()).hexdigest()[:8]}"
+        where = str(self.checkpoint.resolve())
         with model_lock(base):
             wrapper = _peft_wrappers.get(base)
             try:
                 if wrapper is None:
-                    wrapper = PeftModel.from_pretrained(base, str(self.checkpoint), adapter_name=name)
+                    wrapper = PeftModel.from_pretrained(base, where, adapter_name=name, local_files_only=True)
                     _peft_wrappers[base] = wrapper
                 elif name not in wrapper.peft_config:
-                    wrapper.load_adapter(str(self.checkpoint), adapter_name=name)
+                    wrapper.load_adapter(where, adapter_name=name, local_files_only=True)
             except Exception as exc:
                 raise ScorerError(f"{self.checkpoint}: cannot load the PEFT adapter: {exc}") from None
             wrapper.eval()
@@ -260,23 +174,18 @@ class GenerativeJudge(Scorer):
             finally:
                 self._peft.base_model.disable_adapter_layers()
 
-    def _single_token(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ScorerError(f"label {text!r} is {len(ids)} tokens for this tokenizer; a judge label must be one token")
-        return ids[0]
-
     def suffix(self, answer: PartialAnswer) -> str:
-        question = self.config.question or DEFAULT_QUESTIONS[self.granularity]
-        kind = next((s.kind.value for s in reversed(answer.steps) if not s.forced), "TOTAL_FINISH")
-        return self.config.judge_turn.format(question=question.format(kind=kind))
+        """The judge turn after ``answer`` (:meth:`JudgeFormat.suffix`)."""
+        return self.format.suffix(answer)
 
     def session(self, messages, plan, compute, *, policy_session=None) -> "JudgeSession":
-        prompt = self.prompt_format.render(self.tokenizer, messages, plan.tools)
+        prompt = self.format.render(messages, plan.tools)
         store = None
-        shared = getattr(policy_session, "store", None)
-        if shared is not None and shared.model is self.model and self._peft is None and shared.prompt_text == prompt:
-            store = shared  # same weights, same prompt: one KV cache serves both
+        shared = policy_session.shared_context() if policy_session is not None else None
+        if shared is not None and self._peft is None:
+            store = shared.reuse(self.model, prompt)  # same weights, same prompt: one KV cache serves both
+            if not isinstance(store, ContextStore):
+                store = None
         with self.active():
             if store is None:
                 store = ContextStore(self.model, self.tokenizer, prompt, compute, counter="scorer")
@@ -341,9 +250,10 @@ class LikelihoodScorer(Scorer):
     name = "likelihood"
 
     def session(self, messages, plan, compute, *, policy_session=None):
-        if policy_session is None or getattr(policy_session, "store", None) is None:
+        shared = policy_session.shared_context() if policy_session is not None else None
+        if shared is None or not isinstance(shared.cache, ContextStore):
             raise ScorerError("the likelihood scorer needs a transformers policy session to read its model")
-        return _LikelihoodSession(policy_session.store, policy_session.policy.lock, compute)
+        return _LikelihoodSession(shared.cache, shared.lock if shared.lock is not None else contextlib.nullcontext(), compute)
 
 
 class _LikelihoodSession(ScorerSession):
@@ -376,12 +286,34 @@ def load_scorer(name: str, *, checkpoint=None, policy=None) -> Scorer:
     cache, so it shares the weights (and the prompt's KV cache) with a policy on the same
     base. ``policy`` is accepted for symmetry with other backends.
     """
-    name = name.lower().replace("-", "")
-    if name == "likelihood":
+    if name.lower().replace("-", "") == "likelihood":
         return LikelihoodScorer()
-    classes = {"toolprm": ToolPRM, "prm": ToolPRM, "orm": OutcomeRM, "cprm": CoarsePRM}
-    if name not in classes:
-        raise ScorerError(f"unknown scorer {name!r}: choose toolprm, orm, cprm or likelihood")
-    cls = classes[name]
-    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT.parent / {"toolprm": "toolprm-smollm2", "prm": "toolprm-smollm2", "orm": "orm-smollm2", "cprm": "cprm-smollm2"}[name]
-    return cls(ckpt)
+    try:
+        kind = judge_kind(name)
+    except ScorerError:
+        raise ScorerError(f"unknown scorer {name!r}: choose toolprm, orm, cprm or likelihood") from None
+    cls = {"toolprm": ToolPRM, "orm": OutcomeRM, "cprm": CoarsePRM}[kind]
+    return cls(Path(checkpoint) if checkpoint else packaged_checkpoint(kind))
+
+
+__all__ = [
+    "CONFIG_NAME",
+    "DEFAULT_CHECKPOINT",
+    "DEFAULT_QUESTIONS",
+    "JUDGE_TURN",
+    "CoarsePRM",
+    "GenerativeJudge",
+    "Granularity",
+    "JudgeConfig",
+    "JudgeFormat",
+    "JudgeSession",
+    "LikelihoodScorer",
+    "OutcomeRM",
+    "Scorer",
+    "ScorerError",
+    "ScorerSession",
+    "ToolPRM",
+    "forward_rows",
+    "is_judge_point",
+    "load_scorer",
+]

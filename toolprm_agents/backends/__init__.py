@@ -21,7 +21,8 @@ Example:
     >>> prm = load_judge("http://127.0.0.1:8001/v1", "toolprm", policy=policy)   # doctest: +SKIP
     >>> ToolPRMSearch(policy, prm, SearchConfig(beams=2, expand=8))              # doctest: +SKIP
 
-Only the transformers backend is imported eagerly; ``vllm`` is imported when used.
+Nothing heavy is imported here: the transformers backend (torch) and ``vllm`` are imported
+when used, so a process whose models are all served needs neither.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..policy import Policy
-from ..scorers import Scorer, ScorerError, load_scorer
+from ..interfaces import Policy, Scorer, ScorerError
 from .base import BackendError
 
 __all__ = ["BackendError", "backend_of", "backends_from_env", "load_judge", "load_policy"]
@@ -120,9 +120,11 @@ def load_judge(spec: Any = None, kind: str = "toolprm", *, policy: Policy | None
                 "the likelihood scorer reads the transformers policy's own model; with a vLLM or server "
                 "policy use a judge (toolprm, orm or cprm)"
             )
+        from ..scorers import load_scorer
+
         return load_scorer(kind, policy=policy)
-    if backend == "transformers" and spec is None and policy is not None and type(policy).__name__ == "VLLMPolicy":
-        backend = "vllm"
+    if backend == "transformers" and spec is None and policy is not None and policy.backend == "vllm":
+        backend = "vllm"  # the packaged judge on the policy's engine
     if backend == "vllm":
         from .vllm import VLLMJudge
 
@@ -132,4 +134,6 @@ def load_judge(spec: Any = None, kind: str = "toolprm", *, policy: Policy | None
 
         url, kw = _server_kw(ref, kw)
         return OpenAIServerJudge(url, kw.pop("checkpoint", None), kind, **kw)
+    from ..scorers import load_scorer
+
     return load_scorer(kind, checkpoint=ref, policy=policy)

@@ -2,49 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..compute import Compute
-from ..models import ModelLoadError
-from ..policy import Candidate, merge_candidates
-from ..scorers import (
-    CONFIG_NAME,
-    DEFAULT_CHECKPOINT,
-    CoarsePRM,
-    GenerativeJudge,
-    JudgeConfig,
-    OutcomeRM,
-    ScorerError,
-    ToolPRM,
-)
+from ..errors import ToolPRMError
+from ..interfaces import Candidate, ScorerError, merge_candidates
+from ..judges import JudgeConfig, JudgeFormat, judge_kind, packaged_checkpoint
+from ..prefix_cache import PrefixLRU
 from ..steps import PartialAnswer, StepParseError, StepPlan
-from .steps import StepRequest
+
+if TYPE_CHECKING:  # backends/steps.py needs xgrammar (and with it torch): imported where requests are built
+    from .steps import StepRequest
 
 __all__ = [
     "BackendError",
     "GenOutput",
-    "JudgeWeights",
     "TokenContexts",
     "build_candidates",
-    "default_checkpoint",
     "judge_rows",
     "judge_spec",
-    "judge_weights",
     "label_probability",
 ]
 
 
-class BackendError(ModelLoadError):
-    """A serving backend failed: not installed, unreachable, rejected or ignored a request.
-
-    (A :class:`~toolprm_agents.models.ModelLoadError` so that the CLI reports it as a
-    one-line error.)
-    """
+class BackendError(ToolPRMError, RuntimeError):
+    """A serving backend failed: not installed, unreachable, rejected or ignored a request."""
 
 
 @dataclass
@@ -60,7 +46,7 @@ class GenOutput:
 def build_candidates(
     plan: StepPlan,
     answer: PartialAnswer,
-    req: StepRequest,
+    req: "StepRequest",
     outputs: Sequence[GenOutput],
     compute: Compute,
     *,
@@ -93,90 +79,39 @@ def build_candidates(
 # judges
 
 
-_JUDGE_CLASSES = {"toolprm": ToolPRM, "prm": ToolPRM, "orm": OutcomeRM, "cprm": CoarsePRM}
-
-
-def default_checkpoint(kind: str) -> Path:
-    """The packaged judge checkpoint for ``kind`` (``toolprm``, ``orm``, ``cprm``)."""
-    kind = _kind(kind)
-    return DEFAULT_CHECKPOINT.parent / f"{'toolprm' if kind == 'prm' else kind}-smollm2"
-
-
-def _kind(kind: str) -> str:
-    k = (kind or "toolprm").lower().replace("-", "")
-    if k not in _JUDGE_CLASSES:
-        raise ScorerError(f"unknown judge kind {kind!r}: choose toolprm, orm or cprm (likelihood needs the transformers policy)")
-    return k
-
-
-class ServedWeights:
-    """Stands for a judge's weights when they live in a serving engine, not in this process."""
-
-
-def judge_spec(checkpoint: str | os.PathLike | None, kind: str, tokenizer) -> GenerativeJudge:
-    """The judge's prompt format, judgement suffix and label ids, without loading its weights."""
-    cls = _JUDGE_CLASSES[_kind(kind)]
-    ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(kind)
-    return cls(ckpt, model=(ServedWeights(), tokenizer))
-
-
-@dataclass
-class JudgeWeights:
-    """Where a judge's weights are: ``model`` (a reference for ``resolve_model_path``) and a PEFT ``adapter`` directory, if any."""
-
-    model: str
-    adapter: str | None = None
-
-
-def judge_weights(checkpoint: str | os.PathLike | None, kind: str) -> tuple[JudgeWeights, JudgeConfig]:
-    ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(kind)
+def judge_spec(checkpoint: str | os.PathLike | None, kind: str, tokenizer) -> JudgeFormat:
+    """The judge's prompt format, judgement suffix and label ids (its weights are served elsewhere)."""
+    kind = judge_kind(kind)
+    ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind)
     config = JudgeConfig.load(ckpt)
-    if (ckpt / "config.json").is_file():
-        return JudgeWeights(str(ckpt)), config
-    base = config.base_model
-    if base is None:
-        raise ScorerError(f"{ckpt}: no weights and no base_model in {CONFIG_NAME}")
-    if base != "smollm2" and not os.path.isabs(base) and (ckpt / base).exists():
-        base = str((ckpt / base).resolve())
-    return JudgeWeights(base, str(ckpt) if config.adapter else None), config
+    if config.kind != kind:
+        raise ScorerError(f"{ckpt} holds a {config.kind!r} judge, not a {kind!r} one")
+    return JudgeFormat(config, tokenizer)
 
 
 class TokenContexts:
     """Token ids of prompt + answer text, split the way :class:`~toolprm_agents.context.ContextStore` reads them.
 
     The transformers backend reads an answer from the longest answer prefix it holds (the
-    last ``capacity`` used) and tokenises only the rest, so token boundaries fall where
-    earlier steps ended. Sending the served model the same ids keeps both backends on the
-    same token sequence (the same greedy answer), and the shared prefix is what a prefix
-    cache reuses.
+    last ``capacity`` used, a :class:`~toolprm_agents.prefix_cache.PrefixLRU`) and
+    tokenises only the rest, so token boundaries fall where earlier steps ended. Sending
+    the served model the same ids keeps both backends on the same token sequence (the same
+    greedy answer), and the shared prefix is what a prefix cache reuses.
     """
 
     def __init__(self, prompt_ids: list[int], encode, capacity: int = 8):
         self.prompt_ids, self.encode, self.capacity = list(prompt_ids), encode, capacity
-        self._entries: OrderedDict[str, list[int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._ids: PrefixLRU[list[int]] = PrefixLRU(self.prompt_ids, capacity)
 
     def get(self, text: str) -> list[int]:
-        with self._lock:
-            if text in self._entries:
-                self._entries.move_to_end(text)
-                return self._entries[text]
-            base_text, base = "", self.prompt_ids
-            for key, ids in self._entries.items():
-                if len(key) > len(base_text) and text.startswith(key):
-                    base_text, base = key, ids
-        rest = self.encode(text[len(base_text):])
-        if not rest:
-            return base
-        ids = base + rest
-        with self._lock:
-            self._entries[text] = ids
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return ids
+        return self._ids.get(text, self._extend)
+
+    def _extend(self, base: list[int], rest_text: str) -> list[int] | None:
+        rest = self.encode(rest_text)
+        return base + rest if rest else None
 
 
-def judge_rows(spec: GenerativeJudge, contexts: TokenContexts, pairs) -> list[list[int]]:
+def judge_rows(spec: JudgeFormat, contexts: TokenContexts, pairs) -> list[list[int]]:
     """Token rows to judge: prompt and context answer, then the candidate's new text and the judge turn.
 
     The split of the transformers judge: the context answer read as a context, the
@@ -192,9 +127,6 @@ def judge_rows(spec: GenerativeJudge, contexts: TokenContexts, pairs) -> list[li
 
 def label_probability(lp_plus: float, lp_minus: float) -> float:
     """softmax over the two label log-probabilities: P("+") / (P("+") + P("-"))."""
-    import math
-
     m = max(lp_plus, lp_minus)
     a, b = math.exp(lp_plus - m), math.exp(lp_minus - m)
     return a / (a + b)
-

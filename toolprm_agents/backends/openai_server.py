@@ -35,13 +35,11 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from ..compute import Compute
-from ..models import ModelLoadError
-from ..policy import Candidate, Policy, PolicySession
+from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
+from ..judges import locate_judge_weights
 from ..prompt import CHATML, PromptFormat
-from ..scorers import Scorer, ScorerSession
 from ..steps import PartialAnswer, StepPlan
-from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, judge_weights, label_probability
-from .steps import StepRequestBuilder
+from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, label_probability
 
 __all__ = [
     "CompletionsClient",
@@ -193,7 +191,7 @@ def _load_tokenizer(tokenizer: Any, served: str | None):
     """A tokenizer object from ``tokenizer`` (object, path, alias) or from the served model's id if it is a local path."""
     if tokenizer is not None and not isinstance(tokenizer, str):
         return tokenizer
-    from ..models import resolve_model_path
+    from ..models import ModelLoadError, resolve_model_path
 
     ref = tokenizer if tokenizer is not None else served
     if ref is None:
@@ -288,6 +286,8 @@ class OpenAIServerPolicy(Policy):
         timeout, connect_timeout, retries, backoff, api_key: see :class:`CompletionsClient`.
     """
 
+    backend = "openai"
+
     def __init__(
         self,
         base_url: str,
@@ -309,6 +309,8 @@ class OpenAIServerPolicy(Policy):
         self.prompt_format = prompt_format or PromptFormat()
         self.max_step_tokens, self.closing_tokens = max_step_tokens, closing_tokens
         self.grammar_field = grammar_field
+        from .steps import StepRequestBuilder  # xgrammar: imported when a policy is made, not with this module
+
         self.requests = StepRequestBuilder()
 
     @property
@@ -382,6 +384,30 @@ class OpenAIServerSession(PolicySession):
         c.forward_passes += 1 + max((o.num_tokens for o in outputs), default=0)
         return build_candidates(self.plan, answer, req, outputs, c, where=f"{pol.base_url}/completions")
 
+    def shared_context(self) -> SharedContext | None:
+        """The served model (``(base URL, served name)``), the prompt's token ids and their contexts."""
+        if self.contexts is None:
+            return None
+        return SharedContext(weights=(self.policy.base_url, self.policy.served.resolve()[0]), prompt=self.contexts.prompt_ids, cache=self.contexts)
+
+    def reply(self, messages, *, max_tokens: int = 128) -> str:
+        """A greedy text answer from the served model (its chat template; no grammar)."""
+        pol = self.policy
+        model, tok = pol.served.resolve()
+        template = pol.prompt_format.chat_template or getattr(tok, "chat_template", None) or CHATML
+        text = tok.apply_chat_template(list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
+        prompt = pol.served.encode(text) if pol.served.has_tokenizer else text
+        payload = {"model": model, "prompt": prompt, "max_tokens": int(max_tokens), "temperature": 0.0,
+                   "stop": ["<|im_end|>"], "add_special_tokens": False, "skip_special_tokens": True}
+        data = pol.client.post("completions", payload)
+        choices = data.get("choices") or []
+        if not choices:
+            raise ServerRequestError(f"{pol.base_url}/completions answered without choices: {str(data)[:200]}")
+        usage = data.get("usage") or {}
+        self.compute.tokens_generated += int(usage.get("completion_tokens") or 0)
+        self.compute.prefill_tokens += int(usage.get("prompt_tokens") or 0)
+        return (choices[0].get("text") or "").strip()
+
 
 # ------------------------------------------------------------------------------------------
 
@@ -412,7 +438,7 @@ class OpenAIServerJudge(Scorer):
     ):
         self.client = _client(base_url, client, client_kw)
         self.base_url = self.client.base_url
-        weights, self.config = judge_weights(checkpoint, kind)
+        weights, self.config = locate_judge_weights(checkpoint, kind, check_files=False)  # the server holds the weights
         # the tokenizer: given, else the served model's id if it is a local path, else the judge's base model
         self.served = _ServerModel(self.client, model, tokenizer, fallbacks=[weights.model])
         self._checkpoint, self._kind = checkpoint, kind
@@ -435,12 +461,11 @@ class OpenAIServerJudge(Scorer):
 
     def session(self, messages, plan, compute, *, policy_session=None) -> "OpenAIServerJudgeSession":
         spec = self.spec
-        prompt_ids = self.served.encode(spec.prompt_format.render(self.served.resolve()[1], messages, plan.tools))
-        shared = getattr(policy_session, "contexts", None)
-        if shared is not None and getattr(policy_session.policy, "base_url", None) == self.base_url and shared.prompt_ids == prompt_ids \
-                and self.served.resolve()[0] == policy_session.policy.served.resolve()[0]:
-            contexts = shared  # the same served model and prompt: the policy's token contexts
-        else:
+        prompt_ids = self.served.encode(spec.render(messages, plan.tools))
+        shared = policy_session.shared_context() if policy_session is not None else None
+        # the same served model and prompt: the policy's token contexts
+        contexts = shared.reuse((self.base_url, self.served.resolve()[0]), prompt_ids) if shared is not None else None
+        if not isinstance(contexts, TokenContexts):
             contexts = TokenContexts(prompt_ids, self.served.encode)
         return OpenAIServerJudgeSession(self, contexts, compute)
 

@@ -39,8 +39,13 @@ from typing import Sequence
 
 import xgrammar as xgr
 
+<<<<<<< HEAD
 from ..grammar import _literal, _value
 from ..steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepParseError, StepPlan
+=======
+from ..grammar import literal_grammar, value_grammar
+from ..steps import Alternative, Decision, PartialAnswer, Step, StepParseError, StepPlan
+>>>>>>> arch
 
 __all__ = ["StepRequest", "StepRequestBuilder", "may_be_number", "value_derivative"]
 
@@ -299,7 +304,7 @@ class StepRequestBuilder:
         needs_follow = ""
         if len(alts) == 1 and alts[0].value_schema is not None:
             alt = alts[0]
-            value = _value(alt.value_schema, f"tool {alt.function!r}: argument {alt.arg!r}")
+            value = value_grammar(alt.value_schema, f"tool {alt.function!r}: argument {alt.arg!r}")
             extra = self._value_jump(value)
             derived = value_derivative(str(value), extra) if extra else None
             if derived is not None:
@@ -312,9 +317,9 @@ class StepRequestBuilder:
         else:
             for alt in alts:
                 rest = alt.lead[len(jump):]
-                pieces = [_literal(rest)] if rest else []
+                pieces = [literal_grammar(rest)] if rest else []
                 if alt.value_schema is not None:
-                    pieces.append(_value(alt.value_schema, f"tool {alt.function!r}: argument {alt.arg!r}"))
+                    pieces.append(value_grammar(alt.value_schema, f"tool {alt.function!r}: argument {alt.arg!r}"))
                 if not pieces:
                     pieces = [xgr.Grammar.from_ebnf('root ::= ""')]
                 g = pieces[0] if len(pieces) == 1 else xgr.Grammar.concat(*pieces)

@@ -16,7 +16,7 @@ judge shares the policy's engine if that was created with ``enable_lora=True`` (
 the judge). Engines are not thread-safe: calls on one engine are serialised by its lock.
 
 On a CPU-only machine set the environment first (see :func:`cpu_env`); a script that
-starts an engine needs an ``if __name__ == "__main__":`` guard (vLLM may spawn workers).
+starts an engine needs a ``__main__`` guard (vLLM may spawn workers).
 
 Example:
     >>> policy = VLLMPolicy("smollm2", engine_args={"enforce_eager": True})  # doctest: +SKIP
@@ -36,12 +36,12 @@ from typing import Any, Sequence
 
 from ..compute import Compute
 from ..models import resolve_model_path
-from ..policy import Candidate, Policy, PolicySession
+from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
+from ..judges import locate_judge_weights
 from ..prompt import PromptFormat
-from ..scorers import Scorer, ScorerSession
 from ..steps import PartialAnswer, StepPlan
-from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, judge_weights, label_probability
-from .steps import StepRequestBuilder
+from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, label_probability
+from .steps import StepRequestBuilder  # xgrammar: vLLM needs torch anyway
 
 __all__ = ["VLLMPolicy", "VLLMJudge", "VLLMEngine", "get_engine", "cpu_env", "release_engines"]
 
@@ -173,6 +173,8 @@ class VLLMPolicy(Policy):
         engine_args: extra ``vllm.LLM`` arguments (when the engine is created).
     """
 
+    backend = "vllm"
+
     def __init__(
         self,
         model: Any = None,
@@ -250,6 +252,28 @@ class VLLMSession(PolicySession):
         c.forward_passes += 1 + max((len(o.token_ids) for o in result.outputs), default=0)
         return build_candidates(self.plan, answer, req, outputs, c, where=f"vLLM engine for {eng.path}")
 
+    def shared_context(self) -> SharedContext:
+        """The engine, the prompt's token ids and their contexts (a judge on the same engine reuses them)."""
+        return SharedContext(weights=self.policy.engine, prompt=self.contexts.prompt_ids, cache=self.contexts)
+
+    def reply(self, messages, *, max_tokens: int = 128) -> str:
+        """A greedy text answer from the engine (the policy's chat template; no grammar)."""
+        from vllm import SamplingParams
+
+        from ..prompt import CHATML
+
+        pol, eng = self.policy, self.policy.engine
+        template = pol.prompt_format.chat_template or getattr(pol.tokenizer, "chat_template", None) or CHATML
+        text = pol.tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
+        ids = eng.encode(text)
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=int(max_tokens), stop=["<|im_end|>"], skip_special_tokens=True)
+        with eng.lock:
+            result = eng.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)[0]
+        out = result.outputs[0]
+        self.compute.tokens_generated += len(out.token_ids)
+        self.compute.prefill_tokens += len(ids) - int(result.num_cached_tokens or 0)
+        return out.text.strip()
+
 
 # ------------------------------------------------------------------------------------------
 # judge
@@ -269,7 +293,7 @@ class VLLMJudge(Scorer):
     """
 
     def __init__(self, checkpoint=None, kind: str = "toolprm", *, engine: VLLMEngine | None = None, engine_args: dict | None = None):
-        self.weights, self.config = judge_weights(checkpoint, kind)
+        self.weights, self.config = locate_judge_weights(checkpoint, kind)
         if engine is None:
             args = dict(engine_args or {})
             if self.weights.adapter is not None:
@@ -281,7 +305,7 @@ class VLLMJudge(Scorer):
         self.engine = engine
         self.spec = judge_spec(checkpoint, kind, engine.tokenizer)
         self.granularity = self.spec.granularity
-        self.name = self.spec.name
+        self.name = self.config.kind
         self._lora = None
         if self.weights.adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -289,16 +313,11 @@ class VLLMJudge(Scorer):
             self._lora = LoRARequest(f"judge-{Path(self.weights.adapter).name}", 1, self.weights.adapter)
 
     def session(self, messages, plan, compute, *, policy_session=None) -> "VLLMJudgeSession":
-        prompt_ids = self.engine.encode(self.spec.prompt_format.render(self.engine.tokenizer, messages, plan.tools))
-        shared = getattr(policy_session, "contexts", None)
-        if (
-            shared is not None
-            and self._lora is None
-            and getattr(policy_session.policy, "engine", None) is self.engine
-            and shared.prompt_ids == prompt_ids
-        ):
-            contexts = shared  # same weights, same prompt: the policy's token contexts (as transformers shares its cache)
-        else:
+        prompt_ids = self.engine.encode(self.spec.render(messages, plan.tools))
+        shared = policy_session.shared_context() if policy_session is not None and self._lora is None else None
+        # same weights, same prompt: the policy's token contexts (as transformers shares its cache)
+        contexts = shared.reuse(self.engine, prompt_ids) if shared is not None else None
+        if not isinstance(contexts, TokenContexts):
             contexts = TokenContexts(prompt_ids, self.engine.encode)
         return VLLMJudgeSession(self, contexts, compute)
 

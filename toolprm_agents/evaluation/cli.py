@@ -14,11 +14,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..cli import COMMANDS, add_search_options, build_search, search_config, search_options_changed
+from ..interfaces import ScorerError
+from ..judges import JudgeConfig, packaged_checkpoint
 from ..search import NEEDS_SCORER
 from .benchmarks import benchmark_names, benchmark_slug, load_benchmark
 
 DEFAULT_RUNS_DIR = Path("runs") / "eval"
-PACKAGED_JUDGES = {"toolprm": "toolprm-smollm2", "orm": "orm-smollm2", "cprm": "cprm-smollm2"}
 
 
 def _eval_parser(p: argparse.ArgumentParser) -> None:
@@ -42,16 +43,12 @@ def scorer_record(args: argparse.Namespace) -> dict | None:
     if args.prm:
         checkpoint, where = args.prm, Path(args.prm)
     else:
-        from ..scorers import DEFAULT_CHECKPOINT
-
-        checkpoint = f"packaged:{PACKAGED_JUDGES[name]}"
-        where = DEFAULT_CHECKPOINT.parent / PACKAGED_JUDGES[name]
+        where = packaged_checkpoint(name)
+        checkpoint = f"packaged:{where.name}"
     trained = None
     try:
-        from ..scorers import JudgeConfig
-
         trained = bool(JudgeConfig.load(where).trained)
-    except Exception:
+    except ScorerError:
         pass
     return {"name": name, "checkpoint": checkpoint, "trained": trained}
 

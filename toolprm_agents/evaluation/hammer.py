@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..matching import match_one_to_one
 from .base import Benchmark, BenchmarkError, EvalItem, Score, file_sha256
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "hammer-eval"
@@ -163,22 +164,9 @@ def exact_match(expected: Sequence[dict], predicted: Sequence[dict]) -> bool:
     """As many calls as expected, each paired with an expected call of equal name and arguments."""
     if len(expected) != len(predicted):
         return False
-    # a perfect matching over "equal call" edges (bipartite; sizes are tiny)
     exp = [(e["name"], _norm_args(e.get("arguments"))) for e in expected]
     pred = [(p.get("name"), _norm_args(p.get("arguments"))) for p in predicted]
-    match: dict[int, int] = {}
-
-    def augment(j: int, seen: set[int]) -> bool:
-        for i, e in enumerate(exp):
-            if i in seen or e != pred[j]:
-                continue
-            seen.add(i)
-            if i not in match or augment(match[i], seen):
-                match[i] = j
-                return True
-        return False
-
-    return all(augment(j, set()) for j in range(len(pred)))
+    return None not in match_one_to_one(pred, exp, lambda p, e: p == e)
 
 
 def call_counts(expected: Sequence[dict], predicted: Sequence[dict] | None) -> dict[str, int]:

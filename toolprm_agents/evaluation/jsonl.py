@@ -29,33 +29,18 @@ Several calls are matched one-to-one (any pairing that makes every call match co
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..matching import WHITESPACE, match_one_to_one
+from ..matching import values_equal as _values_equal
+from ..matching import whitespace_string as normalize_string
 from ..schema import MISSING, ToolSpecError, to_tool_specs
 from .base import Benchmark, BenchmarkError, EvalItem, Score, file_sha256
 
-_WS = re.compile(r"\s+")
-
-
-def normalize_string(s: str) -> str:
-    return _WS.sub(" ", s.strip()).lower()
-
-
 def values_equal(expected: Any, actual: Any) -> bool:
-    """Equality of argument values under the jsonl matching rules."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(expected, bool) and isinstance(actual, bool) and expected == actual
-    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        return expected == actual
-    if isinstance(expected, str) and isinstance(actual, str):
-        return normalize_string(expected) == normalize_string(actual)
-    if isinstance(expected, list) and isinstance(actual, list):
-        return len(expected) == len(actual) and all(values_equal(e, a) for e, a in zip(expected, actual))
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        return expected.keys() == actual.keys() and all(values_equal(expected[k], actual[k]) for k in expected)
-    return type(expected) is type(actual) and expected == actual
+    """Equality of argument values under the jsonl matching rules (:data:`~toolprm_agents.matching.WHITESPACE`)."""
+    return _values_equal(expected, actual, WHITESPACE)
 
 
 def _defaults(tools: Sequence[Any]) -> dict[str, dict[str, Any]]:
@@ -103,22 +88,11 @@ def match_calls(expected: Sequence[dict], actual: Sequence[dict], tools: Sequenc
     act_names = sorted(str(a.get("name")) for a in actual)
     if exp_names != act_names:
         return False, "wrong_name", f"expected calls to {exp_names}, got {act_names}"
-    ok = [[call_mismatch(e, a, defaults.get(e["name"], {})) is None for a in actual] for e in expected]
-    match: dict[int, int] = {}  # actual index -> expected index
-
-    def augment(i: int, seen: set[int]) -> bool:
-        for j in range(len(actual)):
-            if ok[i][j] and j not in seen:
-                seen.add(j)
-                if j not in match or augment(match[j], seen):
-                    match[j] = i
-                    return True
-        return False
-
-    for i, e in enumerate(expected):
-        if not augment(i, set()):
-            # explain with the first same-named call that is not already taken
-            candidates = [a for j, a in enumerate(actual) if a.get("name") == e["name"]]
+    partner = match_one_to_one(expected, actual, lambda e, a: call_mismatch(e, a, defaults.get(e["name"], {})) is None)
+    for e, j in zip(expected, partner):
+        if j is None:
+            # explain with the first same-named call
+            candidates = [a for a in actual if a.get("name") == e["name"]]
             kind, why = call_mismatch(e, candidates[0], defaults.get(e["name"], {})) or ("mismatch", "calls differ")
             return False, kind, why
     return True, None, None

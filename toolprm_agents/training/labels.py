@@ -25,11 +25,11 @@ label of each unit as :func:`toolprm_agents.search.judge_pairs` cuts them.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from ..matching import BFCL, match_one_to_one
+from ..matching import values_equal as _values_equal
 from ..schema import MISSING, ToolSpec
 from ..search import judge_pairs
 from ..steps import Call, PartialAnswer, Step, StepKind
@@ -42,36 +42,14 @@ __all__ = [
     "judged_labels",
 ]
 
-_STRIP = re.compile(r"[ ,./\-_*^]")
-
-
-def _std(s: str) -> str:
-    """BFCL's string standardisation: no spaces or ``,./-_*^``, lower case, one quote kind."""
-    return _STRIP.sub("", s).lower().replace("'", '"')
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def values_equal(value: Any, gold: Any) -> bool:
-    """Whether a produced ``value`` equals a ``gold`` value, BFCL-style.
+    """Whether a produced ``value`` equals a ``gold`` value, BFCL-style (:data:`~toolprm_agents.matching.BFCL`).
 
     Strings ignore case, spaces and ``,./-_*^``; an int equals the same float (``5 == 5.0``)
     but a string never equals a number (``"5" != 5``) and a bool only a bool; lists compare
     item by item in order, objects key by key.
     """
-    if isinstance(value, bool) or isinstance(gold, bool):
-        return isinstance(value, bool) and isinstance(gold, bool) and value == gold
-    if _is_num(value) and _is_num(gold):
-        return math.isclose(float(value), float(gold), rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(value, str) and isinstance(gold, str):
-        return _std(value) == _std(gold)
-    if isinstance(value, (list, tuple)) and isinstance(gold, (list, tuple)):
-        return len(value) == len(gold) and all(values_equal(v, g) for v, g in zip(value, gold))
-    if isinstance(value, Mapping) and isinstance(gold, Mapping):
-        return set(value) == set(gold) and all(values_equal(value[k], gold[k]) for k in value)
-    return value is None and gold is None
+    return _values_equal(gold, value, BFCL)
 
 
 @dataclass(frozen=True)
@@ -201,18 +179,7 @@ def answer_correct(calls: Sequence[Call | Mapping], gold: Sequence[Call | Mappin
                     return False
         return True
 
-    def assign(i: int, free: list[bool]) -> bool:  # tiny bipartite matching (answers are short)
-        if i == len(calls):
-            return True
-        for j, g in enumerate(left):
-            if free[j] and same(calls[i], g):
-                free[j] = False
-                if assign(i + 1, free):
-                    return True
-                free[j] = True
-        return False
-
-    return assign(0, [True] * len(left))
+    return None not in match_one_to_one(calls, left, same)
 
 
 def judged_labels(

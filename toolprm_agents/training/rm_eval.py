@@ -40,23 +40,13 @@ __all__ = ["auroc", "score_judgements", "evaluate_judge", "evaluate_checkpoint",
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties count half); NaN without both classes."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``: ties count half); NaN without both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    ys = [1 if y else 0 for y in labels]
+    if len(set(ys)) < 2:
         return float("nan")
-    ranked = sorted((s, y) for s, y in zip(scores, labels))
-    ranks = [0.0] * len(ranked)
-    i = 0
-    while i < len(ranked):
-        j = i
-        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        i = j + 1
-    r_pos = sum(r for r, (_, y) in zip(ranks, ranked) if y)
-    return (r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    return float(roc_auc_score(ys, list(scores)))
 
 
 @torch.inference_mode()

@@ -43,7 +43,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..prompt import PromptFormat, normalize_messages
 from ..schema import to_tool_specs
-from ..scorers import GenerativeJudge, JudgeConfig
+from ..judges import JudgeConfig, JudgeFormat  # the one judge text format, shared with every scorer backend
 from ..steps import PartialAnswer
 from .dataset import UNITS, JudgeUnitGroup, judge_units
 
@@ -164,40 +164,6 @@ def config_for(kind: str, **kwargs) -> RewardModelConfig:
     """The config class of ``kind`` built from ``kwargs``."""
     cls = {"toolprm": ToolPRMConfig, "orm": ORMConfig, "cprm": CPRMConfig}[kind]
     return cls(kind=kind, **kwargs)
-
-
-# ------------------------------------------------------------------------------------------
-# the judge's text, exactly as GenerativeJudge builds it
-
-
-class JudgeFormat:
-    """Prompt, segments and judge turn of a judge config, with a tokenizer.
-
-    Reuses :meth:`GenerativeJudge.suffix` and the judge's :class:`PromptFormat` so that
-    training text and scoring text cannot drift apart.
-    """
-
-    def __init__(self, judge: JudgeConfig, tokenizer):
-        self.config = judge
-        self.granularity = judge.granularity
-        self.tokenizer = tokenizer
-        self.prompt_format = PromptFormat(system=judge.system) if judge.system else PromptFormat()
-        self.label_ids = [self._one_token(t) for t in judge.label_tokens]
-
-    def _one_token(self, text: str) -> int:
-        ids = self.encode(text)
-        if len(ids) != 1:
-            raise ValueError(f"label {text!r} is {len(ids)} tokens for this tokenizer; a judge label must be one token")
-        return ids[0]
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def prompt(self, messages, tools) -> str:
-        return self.prompt_format.render(self.tokenizer, normalize_messages(messages), to_tool_specs(tools))
-
-    def suffix(self, answer: PartialAnswer) -> str:
-        return GenerativeJudge.suffix(self, answer)  # type: ignore[arg-type]  # reads .config and .granularity only
 
 
 # ------------------------------------------------------------------------------------------
