@@ -39,13 +39,8 @@ from typing import Sequence
 
 import xgrammar as xgr
 
-<<<<<<< HEAD
-from ..grammar import _literal, _value
-from ..steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepParseError, StepPlan
-=======
 from ..grammar import literal_grammar, value_grammar
-from ..steps import Alternative, Decision, PartialAnswer, Step, StepParseError, StepPlan
->>>>>>> arch
+from ..steps import Alternative, Decision, PartialAnswer, Step, StepKind, StepParseError, StepPlan
 
 __all__ = ["StepRequest", "StepRequestBuilder", "may_be_number", "value_derivative"]
 
