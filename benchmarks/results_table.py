@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -240,6 +241,19 @@ def _read_items_readonly(path: Path) -> list[dict]:
     return list(records.values())
 
 
+METHOD_SUFFIX = re.compile(r"_(greedy|combined|beam|prm|best_of_n|bon|self_consistency|sc)(_.*)?$")
+
+
+def _bench_from_folder(name: str) -> str:
+    """``bfcl-simple_python_combined_N2_M4_toolprm`` -> ``bfcl:simple_python`` (only where a
+    run's config.json does not say its benchmark).
+
+    >>> _bench_from_folder("bfcl-simple_python_greedy"), _bench_from_folder("apibank-l1_combined_N2_M4_toolprm")
+    ('bfcl:simple_python', 'apibank:l1')
+    """
+    return METHOD_SUFFIX.sub("", name).replace("-", ":", 1)
+
+
 def load_live_run(folder: str | Path) -> dict | None:
     """A run read from its folder's ``config.json`` and ``items.jsonl`` (finished or still
     running), shaped like ``results.json`` (``_live`` set, ``_finished`` when it has all its
@@ -256,7 +270,7 @@ def load_live_run(folder: str | Path) -> dict | None:
     results = folder / "results.json"
     finished = results.is_file() and json.loads(results.read_text(encoding="utf-8")).get("n") == n
     return {
-        "benchmark": config.get("benchmark") or folder.name.split("_")[0].replace("-", ":", 1),
+        "benchmark": config.get("benchmark") or _bench_from_folder(folder.name),
         "config": config,
         "accuracy": correct / n if n else 0.0,
         "correct": correct,

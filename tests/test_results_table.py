@@ -157,3 +157,9 @@ def test_runs_folder_read_from_items_jsonl(tmp_path, capsys):
     assert "| bfcl:multiple (5/6) | 50.0 [18.8, 81.2] | **80.0** [37.6, 96.4] |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         results_table.main([])
+
+
+def test_benchmark_from_folder_name_when_config_lacks_it():
+    assert results_table._bench_from_folder("bfcl-simple_python_greedy") == "bfcl:simple_python"
+    assert results_table._bench_from_folder("bfcl-irrelevance_combined_N2_M4_toolprm") == "bfcl:irrelevance"
+    assert results_table._bench_from_folder("toolalpaca_greedy") == "toolalpaca"
