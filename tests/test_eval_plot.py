@@ -86,3 +86,59 @@ def test_heatmap_of_a_single_cell(tmp_path):
     run = fake_run(tmp_path / "one", "bfcl:simple_python", "beam", 0.55, 746, beams=2, expand=4)
     out = plot_grid_heatmap(find_runs([run]), tmp_path / "heat.png")
     assert out.read_bytes()[:8] == PNG
+
+
+def _captured_figure(monkeypatch, runs, tmp_path):
+    """Draw the accuracy-vs-compute plot and return its axes by panel title (benchmark)."""
+    from toolprm_agents.evaluation import plot
+
+    figs = []
+    real_save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, out, title: (figs.append(fig), real_save(fig, out, title))[1])
+    plot.plot_accuracy_vs_compute(runs, tmp_path / "acc.png")
+    return {ax.get_title().split(" (")[0]: ax for ax in figs[0].axes if ax.get_visible()}
+
+
+def test_y_axis_starts_at_0_and_is_shared_by_every_method_of_a_benchmark(runs_dir, tmp_path, monkeypatch):
+    from toolprm_agents.evaluation.plot import accuracy_interval, y_limits
+    from toolprm_agents.evaluation.stats import wilson
+
+    runs = find_runs([runs_dir])
+    axes = _captured_figure(monkeypatch, runs, tmp_path)
+    assert set(axes) == {"bfcl:simple_python", "apibank:l1"}
+    limits = y_limits(runs)
+    for bench, ax in axes.items():
+        lo, hi = ax.get_ylim()
+        assert lo == 0.0 and (lo, hi) == pytest.approx(limits[bench])
+        mine = [r for r in runs if r["benchmark"] == bench]
+        # the top is the highest upper Wilson bound of any method there, plus the margin
+        best = max(mine, key=lambda r: r["accuracy"])
+        assert hi == pytest.approx(100 * wilson(round(best["accuracy"] * 20), 20)[1] + 5.0)
+        assert all(accuracy_interval(r)[2] <= hi for r in mine)
+    # the intervals are drawn: one error-bar set per method in each panel
+    for ax in axes.values():
+        assert len(ax.containers) == 3
+
+
+def test_small_differences_stay_small_on_the_axis(tmp_path, monkeypatch):
+    """8 vs 10 % on 100 items: the axis runs from 0 (not 8 to 10), and the bars overlap."""
+    from toolprm_agents.evaluation.plot import accuracy_interval
+
+    for name, strategy, acc in [("g", "greedy", 0.10), ("b", "beam", 0.08)]:
+        fake_run(tmp_path / name, "apibank:l1", strategy, acc, 500)
+    runs = find_runs([tmp_path / "g", tmp_path / "b"])
+    for r in runs:
+        r["n"], r["correct"] = 100, round(100 * r["accuracy"])
+    ax = _captured_figure(monkeypatch, runs, tmp_path)["apibank:l1"]
+    lo, hi = ax.get_ylim()
+    assert lo == 0.0 and 20 < hi < 25  # Wilson(10/100) tops out at 17.4 %
+    (_, g_lo, _), (_, _, b_hi) = accuracy_interval(runs[0]), accuracy_interval(runs[1])
+    assert b_hi > g_lo
+
+
+def test_method_labels_of_the_new_strategies(tmp_path):
+    run = {"config": {"search": {"strategy": "beam", "rank": "combined"}, "scorer": {"name": "toolprm"}}}
+    assert method_label(run) == "combined, ToolPRM"
+    run["config"]["search"]["rank"] = "prm"
+    assert method_label(run) == "beam, ToolPRM"
+    assert method_label({"config": {"search": {"strategy": "self_consistency"}, "scorer": None}}) == "self-consistency"

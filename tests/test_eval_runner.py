@@ -167,6 +167,60 @@ def test_progress_bar_goes_to_the_given_stream(items_file, tmp_path):
     assert "3/3" in buf.getvalue() and "acc=" in buf.getvalue()
 
 
+class RankedSearch(FakeSearch):
+    """Like FakeSearch, with ranked alternatives: a wrong city, the right one, the right one
+    cut short (truncated), then nine more wrong ones (only the first 8 are kept)."""
+
+    def search(self, messages, tools):
+        res = super().search(messages, tools)
+        city = messages[-1]["content"].split(" in ")[-1].rstrip("?")
+        call = lambda c: [{"name": "get_weather", "arguments": {"city": c}}]  # noqa: E731
+        res.alternatives = ([{"calls": call("Nowhere"), "score": 0.6, "truncated": False},
+                             {"calls": call(city), "score": 0.3, "truncated": False},
+                             {"calls": call(city), "score": 0.1, "truncated": True}]
+                            + [{"calls": call(f"X{i}"), "score": 0.0, "truncated": False} for i in range(9)])
+        return res
+
+
+def test_ranked_alternatives_are_scored_with_the_benchmark_checker(items_file, tmp_path):
+    from toolprm_agents.evaluation.stats import oracle_at_k
+
+    out = tmp_path / "run"
+    res = run_eval(f"jsonl:{items_file}", RankedSearch(), out, config=CONFIG, progress=False)
+    by_id = {it["id"]: it for it in res["items"]}
+    for i in range(6):
+        it = by_id[f"q{i}"]
+        assert it["alternatives_correct"] == [False, True, False, False, False, False, False, False]
+        assert len(it["alternatives"]) == 8 and it["alternatives"][1]["score"] == 0.3
+    # no tools / unusable tools: the search never ran, so there are no alternatives
+    assert by_id["hello"]["alternatives_correct"] == [] and by_id["bad-tool"]["alternatives_correct"] == []
+    # the same fields are in items.jsonl, written as each item finished
+    lines = [json.loads(l) for l in (out / ITEMS_FILE).read_text().splitlines()]
+    assert all("alternatives_correct" in rec for rec in lines)
+    # headroom: every searched item (even q5, whose search completed nothing) has the right
+    # city second; the two unsearched items count as the checker scored their "no call"
+    assert oracle_at_k(res["items"], 1) == (sum(it["correct"] for it in res["items"]), 8)
+    assert sum(it["correct"] for it in res["items"]) < 6 + by_id["hello"]["correct"] + by_id["bad-tool"]["correct"]
+    assert oracle_at_k(res["items"], 2) == (6 + by_id["hello"]["correct"] + by_id["bad-tool"]["correct"], 8)
+
+
+def test_old_item_records_without_alternatives_still_load(items_file, tmp_path):
+    from toolprm_agents.evaluation.stats import oracle_at_k
+
+    out = tmp_path / "run"
+    run_eval(f"jsonl:{items_file}", FakeSearch(), out, config=CONFIG, progress=False, limit=3)
+    old = [json.loads(l) for l in (out / ITEMS_FILE).read_text().splitlines()]
+    for rec in old:  # as written before the field existed
+        del rec["alternatives"], rec["alternatives_correct"]
+    (out / ITEMS_FILE).write_text("".join(json.dumps(r) + "\n" for r in old))
+    res = run_eval(f"jsonl:{items_file}", RankedSearch(), out, config=CONFIG, progress=False)
+    by_id = {it["id"]: it for it in res["items"]}
+    assert all("alternatives_correct" not in by_id[f"q{i}"] for i in range(3))
+    assert by_id["q3"]["alternatives_correct"][:2] == [False, True]
+    assert oracle_at_k(res["items"], 8)[1] == 5  # only the records that have the field
+    assert oracle_at_k(res["items"][:3], 8) is None
+
+
 # ------------------------------------------------------------------------------------------
 # the real search on the tiny model
 
@@ -190,6 +244,15 @@ def test_seeded_sampling_search_is_deterministic_on_the_tiny_model(items_file, t
     assert a["config"]["scorer"]["name"] == "toolprm" and a["config"]["scorer"]["trained"] is False
     assert a["config"]["search"]["seed"] == 3 and a["config"]["search"]["strategy"] == "best_of_n"
     assert all(it["compute"]["scorer_calls"] > 0 for it in a["items"])
+    # the real search's ranked alternatives, each scored by the same checker as the chosen calls
+    from toolprm_agents.evaluation.benchmarks import load_benchmark
+
+    bench = load_benchmark(f"jsonl:{items_file}")
+    item = bench.items()[0]
+    for it in a["items"]:
+        assert 1 <= len(it["alternatives"]) <= 8 and len(it["alternatives_correct"]) == len(it["alternatives"])
+        assert it["alternatives_correct"] == [
+            not alt["truncated"] and bench.score(item, alt["calls"]).correct for alt in it["alternatives"]]
 
 
 # ------------------------------------------------------------------------------------------

@@ -3,10 +3,13 @@
 * :func:`plot_accuracy_vs_compute` -- accuracy against mean compute per item, one colour
   per method (greedy, best-of-N with each scorer, beam search with each scorer; a line
   joins each method's frontier: its runs more accurate than all its cheaper ones), one
-  panel per benchmark;
+  panel per benchmark, each accuracy with its 95 % Wilson interval as an error bar, on a
+  y-axis from 0 to just above the highest interval (:func:`y_limits`: the same for every
+  method of a benchmark, so 8 vs 10 % does not look like a cliff);
 * :func:`plot_grid_heatmap` -- accuracy of beam search over its N (beams kept) x M
   (samples per beam) grid, one panel per benchmark and scorer: "explore more, retain
-  less" predicts the best cells at small N and large M.
+  less" predicts the best cells at small N and large M; each cell shows its Wilson
+  interval.
 
 Runs are ``results.json`` files (or folders holding them; :func:`find_runs` searches
 folders recursively).
@@ -20,6 +23,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from .stats import wilson
 
 X_AXES = {
     "tokens": ("tokens_total", "mean tokens per item (prefilled + generated + read by the scorer)"),
@@ -69,12 +74,47 @@ def _scorer(run: dict) -> str | None:
 
 
 def method_label(run: dict) -> str:
-    """``greedy``, ``best-of-N, ORM``, ``beam, ToolPRM (untrained)``, ..."""
-    strategy = _search(run).get("strategy", "?")
+    """``greedy``, ``self-consistency``, ``best-of-N, ORM``, ``beam, ToolPRM (untrained)``
+    (the paper's judge-only beam), ``combined, ToolPRM`` (beam search with ``rank="combined"``), ..."""
+    s = _search(run)
+    strategy = s.get("strategy", "?")
     if strategy == "greedy":
         return "greedy"
+    if strategy == "self_consistency":
+        return "self-consistency"
     name = {"best_of_n": "best-of-N", "beam": "beam"}.get(strategy, strategy)
-    return f"{name}, {_scorer(run)}"
+    if strategy == "beam" and s.get("rank") == "combined":
+        name = "combined"
+    scorer = _scorer(run)
+    return f"{name}, {scorer}" if scorer else name
+
+
+def run_counts(run: dict) -> tuple[int, int]:
+    """``(correct, n)`` of a run (``correct`` from the accuracy where an old file lacks it)."""
+    n = int(run.get("n") or 0)
+    k = run.get("correct")
+    if k is None:
+        k = round(run.get("accuracy", 0.0) * n)
+    return int(k), n
+
+
+def accuracy_interval(run: dict) -> tuple[float, float, float]:
+    """``(accuracy, low, high)`` in %: the accuracy and its 95 % Wilson interval."""
+    k, n = run_counts(run)
+    lo, hi = wilson(k, n)
+    return 100 * run.get("accuracy", k / n if n else 0.0), 100 * lo, 100 * hi
+
+
+Y_MARGIN = 5.0  # percentage points above the highest interval
+
+
+def y_limits(runs: Sequence[dict]) -> dict[str, tuple[float, float]]:
+    """Each benchmark's accuracy axis, in %: from 0 to the highest upper Wilson bound of its
+    runs plus :data:`Y_MARGIN` (at most 105), one axis shared by all its methods."""
+    top: dict[str, float] = defaultdict(float)
+    for r in runs:
+        top[r["benchmark"]] = max(top[r["benchmark"]], accuracy_interval(r)[2])
+    return {b: (0.0, min(105.0, t + Y_MARGIN)) for b, t in top.items()}
 
 
 def point_label(run: dict) -> str:
@@ -108,6 +148,7 @@ def plot_accuracy_vs_compute(runs: Sequence[dict], out: str | os.PathLike, *, x:
     by_bench: dict[str, list[dict]] = defaultdict(list)
     for r in runs:
         by_bench[r["benchmark"]].append(r)
+    ylims = y_limits(runs)
     plt, fig, axes = _figure(len(by_bench))
     for ax, (bench, rs) in zip(axes, sorted(by_bench.items())):
         groups: dict[str, list[dict]] = defaultdict(list)
@@ -119,8 +160,12 @@ def plot_accuracy_vs_compute(runs: Sequence[dict], out: str | os.PathLike, *, x:
             xs = [r["compute"]["mean"].get(key, 0.0) for r in g]
             ys = [100 * r["accuracy"] for r in g]
             color = next(colors)
-            marker = "s" if label == "greedy" else ("o" if label.startswith("beam") else "^")
+            marker = "s" if label == "greedy" else ("o" if label.startswith(("beam", "combined")) else "^")
             ax.scatter(xs, ys, marker=marker, color=color, label=label, zorder=3)
+            cis = [accuracy_interval(r) for r in g]  # 95 % Wilson intervals as error bars
+            ax.errorbar(xs, ys, yerr=[[max(0.0, y - lo) for y, (_, lo, _) in zip(ys, cis)],
+                                      [max(0.0, hi - y) for y, (_, _, hi) in zip(ys, cis)]],
+                        fmt="none", ecolor=color, elinewidth=1.0, capsize=3, alpha=0.7, zorder=2)
             # the method's frontier: each point more accurate than every cheaper one
             front, best = [], -1.0
             for xv, yv in zip(xs, ys):
@@ -135,7 +180,8 @@ def plot_accuracy_vs_compute(runs: Sequence[dict], out: str | os.PathLike, *, x:
         n = sorted({r["n"] for r in rs})
         ax.set_title(f"{bench} (n={'/'.join(map(str, n))})", fontsize=10)
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel("accuracy (%)", fontsize=8)
+        ax.set_ylabel("accuracy (%), 95 % Wilson interval", fontsize=8)
+        ax.set_ylim(*ylims[bench])
         xs_all = [r["compute"]["mean"].get(key, 0.0) for r in rs]
         if min(xs_all) > 0 and max(xs_all) / min(xs_all) > 20:
             ax.set_xscale("log")
@@ -174,9 +220,10 @@ def plot_grid_heatmap(runs: Sequence[dict], out: str | os.PathLike, *, title: st
             lo, hi = max(0.0, (lo + hi) / 2 - 5), min(100.0, (lo + hi) / 2 + 5)
         im = ax.imshow(acc, cmap="viridis", origin="lower", aspect="auto", vmin=lo, vmax=hi)
         for (n, m), r in grid.items():
-            value = 100 * r["accuracy"]
+            value, lo_ci, hi_ci = accuracy_interval(r)
             tokens = r["compute"]["mean"].get("tokens_total", 0.0)
-            ax.text(ms.index(m), ns.index(n), f"{value:.1f}\n{tokens / 1000:.1f}k tok", ha="center", va="center",
+            ax.text(ms.index(m), ns.index(n), f"{value:.1f}\n[{lo_ci:.0f}, {hi_ci:.0f}]\n{tokens / 1000:.1f}k tok",
+                    ha="center", va="center",
                     fontsize=7, color="white" if (value - lo) / (hi - lo) < 0.5 else "black")
         ax.set_xticks(range(len(ms)), [str(m) for m in ms])
         ax.set_yticks(range(len(ns)), [str(n) for n in ns])
@@ -187,7 +234,8 @@ def plot_grid_heatmap(runs: Sequence[dict], out: str | os.PathLike, *, title: st
     return _save(fig, out, title)
 
 
-__all__ = ["find_runs", "grid_cells", "method_label", "plot_accuracy_vs_compute", "plot_grid_heatmap"]
+__all__ = ["accuracy_interval", "find_runs", "grid_cells", "method_label", "plot_accuracy_vs_compute", "plot_grid_heatmap",
+           "run_counts", "y_limits"]
 
 
 def _save(fig, out: str | os.PathLike, title: str | None) -> Path:

@@ -10,8 +10,15 @@
   continues, a smaller one reports on the first K items).
 * ``results.json`` -- ``{"benchmark", "config", "accuracy", "valid_rate", "n", "correct",
   "metrics", "error_types", "compute", "run", "items": [{"id", "calls", "correct",
-  "error", "error_type", "complete", "search_error", "score", "compute", ...}]}``;
+  "error", "error_type", "complete", "search_error", "score", "compute", "alternatives",
+  "alternatives_correct", ...}]}``;
 * ``results.md`` -- the same, for people.
+
+Each item also keeps the search's first :data:`MAX_ALTERNATIVES` ranked alternatives
+(``alternatives``: ``[{"calls", "score", "truncated"}]``, best first) and whether the
+benchmark's checker scores each correct (``alternatives_correct``; a truncated one never
+is): the headroom a perfect re-ranker would have (oracle@K). Records written before these
+fields existed load unchanged.
 
 ``accuracy`` is the fraction of items the benchmark scores correct; ``valid_rate`` the
 fraction for which the search completed a well-formed answer (a call list, possibly
@@ -47,6 +54,7 @@ REPORT_FILE = "results.md"
 # settings that may change between runs in one folder without changing any item's answer
 NON_IDENTITY_KEYS = ("limit", "threads", "command")
 COMPUTE_KEYS = tuple(k for k in Compute().to_dict()) + ("tokens_total",)
+MAX_ALTERNATIVES = 8  # ranked alternatives kept and scored per item (oracle@K for K <= 8)
 NO_TOOLS_NOTE = "no tools offered: the only possible answer is no call; recorded without running the model"
 
 
@@ -93,6 +101,7 @@ def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], A
     from ..schema import ToolSpecError, to_tool_specs
 
     record: dict[str, Any] = {"id": item.id}
+    alternatives: list[dict] = []
     if not item.tools:
         calls, complete, search_error, score, compute, note = [], True, None, None, compute_dict(None), NO_TOOLS_NOTE
     else:
@@ -110,7 +119,12 @@ def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], A
             search_error = result.error
             score = result.score
             compute = compute_dict(result.compute)
-    record.update({"calls": calls, "complete": complete, "search_error": search_error, "score": score, "compute": compute})
+            alternatives = [
+                {"calls": list(a.get("calls") or []), "score": a.get("score"), "truncated": bool(a.get("truncated"))}
+                for a in list(getattr(result, "alternatives", None) or [])[:MAX_ALTERNATIVES]
+            ]
+    record.update({"calls": calls, "complete": complete, "search_error": search_error, "score": score, "compute": compute,
+                   "alternatives": alternatives})
     if note:
         record["note"] = note
     return _scored(benchmark, item, record)
@@ -129,6 +143,14 @@ def _scored(benchmark: Benchmark, item: EvalItem, record: dict) -> dict:
         "score": record.get("score"),
         "compute": compute_dict(record.get("compute")),
     }
+    if "alternatives" in record:  # rescored with the current checker, like the chosen calls
+        alts = list(record["alternatives"])[:MAX_ALTERNATIVES]
+        out["alternatives"] = alts
+        out["alternatives_correct"] = [
+            False if a.get("truncated") else bool(benchmark.score(item, a.get("calls") or [], True).correct) for a in alts
+        ]
+    elif "alternatives_correct" in record:
+        out["alternatives_correct"] = [bool(c) for c in record["alternatives_correct"]][:MAX_ALTERNATIVES]
     if s.details:
         out["details"] = s.details
     if record.get("note"):
