@@ -114,7 +114,9 @@ class JudgeConfig:
     one token); ``judge_turn``/``question``: the text after the answer whose next token is
     the label (``question`` may hold ``{kind}``, the judged step's kind); ``system``: the
     judge's system prompt (with a ``{tools}`` slot); ``trained``: whether any training went
-    into it (the untrained base judge is only a format placeholder).
+    into it (the untrained base judge is only a format placeholder); ``search_weights``: the
+    combined search's weights (``policy``, ``judge``, ``vote``) fitted for this judge on a
+    held-out split of its training sources (``toolprm-agents train fit-weights``).
     """
 
     kind: Literal["toolprm", "orm", "cprm"] = "toolprm"
@@ -127,6 +129,7 @@ class JudgeConfig:
     trained: bool = False
     format_version: int = 1
     metadata: dict = field(default_factory=dict)
+    search_weights: dict | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
@@ -153,6 +156,14 @@ class JudgeConfig:
             _check_template("system", self.system, tools="[]")
         if not isinstance(self.metadata, dict):
             raise ScorerError(f"judge config field 'metadata': expected an object, got {type(self.metadata).__name__}")
+        if self.search_weights is not None:
+            w = self.search_weights
+            ok = isinstance(w, dict) and all(
+                k in ("policy", "judge", "vote") and isinstance(w[k], (int, float)) and not isinstance(w[k], bool) and w[k] >= 0
+                for k in w if k in ("policy", "judge", "vote")
+            )
+            if not ok:
+                raise ScorerError(f"judge config field 'search_weights': expected non-negative numbers for policy, judge, vote, got {w!r}")
 
     @property
     def granularity(self) -> Granularity:

@@ -1,0 +1,78 @@
+"""Fitting the combined search's weights: labels against the gold answer, the conditional
+logit fit, pick accuracy, and the weights reaching the search through the judge's config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolprm_agents.judges import JudgeConfig
+from toolprm_agents.interfaces import ScorerError
+from toolprm_agents.schema import to_tool_specs
+from toolprm_agents.search import SearchConfig, ToolPRMSearch
+from toolprm_agents.steps import Call, PartialAnswer, StepPlan
+from toolprm_agents.training.search_weights import fit_weights, label, pick_accuracy
+
+WEATHER = {"name": "get_weather", "parameters": {"type": "object", "properties": {
+    "city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}}
+TIME = {"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_labels_accept_any_argument_order_and_reject_wrong_steps():
+    plan = StepPlan(to_tool_specs([WEATHER, TIME]))
+    gold = plan.answer_from_calls([Call("get_weather", {"city": "Paris", "unit": "c"})])
+    start = plan.settle(plan.start())
+    assert label(start, plan.parse(start, '{"name": "get_weather"'), gold)
+    assert not label(start, plan.parse(start, '{"name": "get_time"'), gold)
+    assert not label(start, plan.parse(start, "]"), gold)
+    in_call = plan.settle(start.extend(plan.parse(start, '{"name": "get_weather"')))
+    assert label(in_call, plan.parse(in_call, '"unit": "c"'), gold)  # the other order is right too
+    assert label(in_call, plan.parse(in_call, '"city": "paris"'), gold)  # the checker's string rules
+    assert not label(in_call, plan.parse(in_call, '"city": "Rome"'), gold)
+    one = in_call.extend(plan.parse(in_call, '"city": "Paris"'))
+    assert not label(one, plan.parse(one, "}"), gold)  # "unit" is still missing
+    both = one.extend(plan.parse(one, ', "unit": "c"'))
+    assert label(both, plan.parse(both, "}"), gold)
+    done = plan.settle(both.extend(plan.parse(both, "}")))
+    assert label(done, plan.parse(done, "]"), gold) and not label(done, plan.parse(done, ', {"name": "get_time"'), gold)
+
+
+def test_the_fit_puts_weight_on_the_feature_that_separates_right_from_wrong():
+    # the judge separates, the policy does not: the judge gets the weight
+    decisions = [[((0.0, 2.0, 0.0), True), ((0.0, -2.0, 0.0), False)], [((-1.0, 1.5, 0.0), True), ((-0.5, -1.5, 0.0), False)]] * 5
+    w = fit_weights(decisions, steps=300)
+    assert w["judge"] > w["policy"] and w["judge"] > 0.5
+    assert pick_accuracy(decisions, w) == (1.0, 10)
+    assert pick_accuracy(decisions, {"policy": 1.0})[0] == pytest.approx(0.5)
+    # a useless judge (scores unrelated to the label) gets little weight; the policy keeps it
+    noisy = [[((0.0, 1.0, 0.0), True), ((-2.0, 1.0, 0.0), False)], [((0.0, -1.0, 0.0), True), ((-2.0, -1.0, 0.0), False)]] * 5
+    w = fit_weights(noisy, steps=300)
+    assert w["policy"] > w["judge"]
+    # decisions without a right (or without a wrong) candidate carry no information
+    assert fit_weights([[((0.0, 1.0, 0.0), False)]]) == {"policy": 1.0, "judge": 0.0, "vote": 0.0}
+
+
+def test_fitted_weights_in_the_judge_config_reach_the_search(tmp_path):
+    cfg = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.25, "vote": 0.5, "fitted_on": "test"})
+    assert cfg.search_weights["judge"] == 0.25
+    with pytest.raises(ScorerError, match="search_weights"):
+        JudgeConfig(search_weights={"judge": -1})
+
+    class Judge:
+        granularity, name, config = "step", "stub", cfg
+
+    from toolprm_agents.interfaces import Scorer
+
+    class StubScorer(Scorer):
+        granularity = "step"
+
+        def session(self, *a, **k):  # pragma: no cover - not searched here
+            raise AssertionError
+
+    stub = StubScorer()
+    stub.config = cfg
+    search = ToolPRMSearch(policy=object(), scorer=stub, config=SearchConfig())
+    assert search.weights(SearchConfig()) == (1.0, 0.25, 0.5)
+    assert search.weights(SearchConfig(judge_weight=0.0)) == (1.0, 0.0, 0.5)  # the config overrides
+    assert search.weights(SearchConfig(rank="prm")) == (1.0, 1.0, 1.0)  # the paper's ranking ignores them

@@ -1,0 +1,258 @@
+"""Fit the combined search's weights on a held-out split of the judge's training sources.
+
+The default search (:func:`toolprm_agents.search.combined_beam`) ranks a decision's
+candidates by ``policy_weight * log p + judge_weight * judge log-odds + vote_weight * log
+vote share`` (the last two centred among the siblings). How much the judge should count
+depends on how good it is, so the weights are fitted, per judge, as a conditional logit:
+at every decision along a gold answer the policy's candidates are proposed as the search
+proposes them (``gate`` 1: always branch), labelled right or wrong against the gold answer,
+judged, and the weights maximise the probability of the right candidates among their
+siblings. The queries are the examples of the judge's own training sources that its
+recipe did *not* select (same ordering, the next ones), with every evaluation set's
+queries and tools removed (:class:`~toolprm_agents.training.sources.EvalIndex`); half of
+them fit, the other half reports pick accuracy against the policy alone and the judge alone.
+Nothing here reads an evaluation benchmark.
+
+    python -m toolprm_agents.training.search_weights --recipe training/recipes/cpu-smollm2.yaml \\
+        --checkpoint toolprm_agents/checkpoints/toolprm-smollm2 --queries 120 --write
+
+writes ``search_weights`` into the checkpoint's ``toolprm_config.json`` (with ``--write``)
+and a report; features are cached in ``--work`` so a stopped run resumes.
+
+Example (the fit itself, on made-up decisions)::
+
+    >>> d = [[((0.0, 1.0, 0.0), True), ((-0.1, -1.0, 0.0), False)]] * 8
+    >>> w = fit_weights(d, steps=200)
+    >>> w["judge"] > 0
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+FEATURES = ("policy", "judge", "vote")
+Decision = list[tuple[tuple[float, float, float], bool]]
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _centered(xs: list[float]) -> list[float]:
+    m = sum(xs) / len(xs)
+    return [x - m for x in xs]
+
+
+def dev_examples(recipe: dict, n: int, root=None) -> list:
+    """``n`` examples of the recipe's sources that its judge never saw, decontaminated."""
+    from .sources import EvalIndex, decontaminate, load_sources, stable_seed
+
+    data = recipe["data"]
+    seed = int(recipe.get("seed", 0))
+    index = EvalIndex.build(data.get("root") or root, require_bfcl=bool(data.get("require_bfcl", False)))
+    examples, _ = load_sources(data["sources"], data.get("root") or root, seed=seed, index=index)
+    examples, _ = decontaminate(examples, index)
+    per_source = data.get("per_source") or {}
+    by_source: dict[str, list] = {}
+    for ex in examples:
+        by_source.setdefault(ex.source, []).append(ex)
+    pools = []
+    for src, items in sorted(by_source.items()):
+        items = sorted(items, key=lambda e: stable_seed("order", seed, e.id))
+        used = per_source.get(src)
+        pools.append(items[int(used):] if used is not None else [])  # a source taken whole has no unseen part
+    out, k = [], 0
+    while len(out) < n and any(k < len(p) for p in pools):  # round-robin over sources
+        for p in pools:
+            if k < len(p) and len(out) < n:
+                out.append(p[k])
+        k += 1
+    return out
+
+
+def label(prefix, step, gold) -> bool:
+    """Whether ``step`` after ``prefix`` is on a way to the gold answer (any argument order)."""
+    from ..matching import values_equal
+    from ..steps import StepKind
+
+    done = len(prefix.calls)
+    remaining = list(gold.calls[done:])
+    name, given, _ = prefix.open_call()
+    if step.kind is StepKind.TOTAL_FINISH:
+        return not remaining and name is None
+    if step.kind is StepKind.FUNC_NAME:
+        return any(c.name == step.function for c in remaining)
+    target = next((c for c in remaining if c.name == name), None)
+    if target is None:
+        return False
+    if step.kind is StepKind.PARAM_FINISH:
+        return set(given) == set(target.arguments)
+    if step.kind is StepKind.ARG:
+        return step.arg in target.arguments and step.arg not in given and values_equal(target.arguments[step.arg], step.value)
+    return True
+
+
+def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8, seed: int = 0) -> list[Decision]:
+    """The labelled, featurised candidate sets at every decision along ``example``'s gold answer."""
+    from ..compute import Compute
+    from ..prompt import normalize_messages
+    from ..schema import to_tool_specs
+    from ..steps import PartialAnswer, StepParseError, StepPlan
+
+    plan = StepPlan(to_tool_specs(example.tools))
+    try:
+        gold = plan.answer_from_calls(example.calls)
+    except (StepParseError, KeyError, TypeError):
+        return []
+    msgs = normalize_messages(example.messages)
+    compute = Compute()
+    session = policy.session(msgs, plan, compute, seed=seed)
+    judging = judge.session(msgs, plan, compute, policy_session=session)
+    out: list[Decision] = []
+    for i, gold_step in enumerate(gold.steps):
+        if gold_step.forced:
+            continue
+        prefix = PartialAnswer(gold.steps[:i])
+        prop = session.decide(prefix, m=m, temperature=temperature, gate=2.0, samples=m)
+        cands = prop.candidates
+        if len(cands) < 2:
+            continue
+        children = [plan.settle(prefix.extend(c.step)) for c in cands]
+        pairs = [(prefix if ch.text.startswith(prefix.text) else PartialAnswer(ch.steps[:-1]), ch) for ch in children]
+        scores = judging.score(pairs)
+        pol = [math.log(max(c.prob if c.prob is not None else 1.0, 1e-12)) + (c.mean_logprob if c.num_tokens else 0.0) for c in cands]
+        sampled = [c.count if c.num_tokens else 0 for c in cands]
+        total = sum(sampled)
+        votes = [math.log(k / total) if k and total else 0.0 for k in sampled]
+        jl = _centered([_logit(s) for s in scores])
+        vt = _centered(votes) if total else [0.0] * len(cands)
+        out.append([((p, j, v), label(prefix, c.step, gold)) for p, j, v, c in zip(pol, jl, vt, cands)])
+    return out
+
+
+def fit_weights(decisions: Sequence[Decision], *, steps: int = 300, l2: float = 1e-3) -> dict[str, float]:
+    """Non-negative weights maximising the probability of the right candidates among their siblings."""
+    import torch
+
+    usable = [d for d in decisions if any(r for _, r in d) and not all(r for _, r in d)]
+    if not usable:
+        return {"policy": 1.0, "judge": 0.0, "vote": 0.0}
+    raw = torch.zeros(3, requires_grad=True)  # softplus(raw) >= 0
+    feats = [torch.tensor([f for f, _ in d]) for d in usable]
+    rights = [torch.tensor([r for _, r in d]) for d in usable]
+    opt = torch.optim.Adam([raw], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        w = torch.nn.functional.softplus(raw)
+        loss = sum(-(torch.logsumexp((f @ w)[r], 0) - torch.logsumexp(f @ w, 0)) for f, r in zip(feats, rights)) / len(usable)
+        loss = loss + l2 * (w ** 2).sum()
+        loss.backward()
+        opt.step()
+    w = torch.nn.functional.softplus(raw).detach().tolist()
+    return {k: round(float(v), 4) for k, v in zip(FEATURES, w)}
+
+
+def pick_accuracy(decisions: Sequence[Decision], weights: dict[str, float]) -> tuple[float, int]:
+    """Fraction of decisions (with a right candidate) whose top-ranked candidate is right."""
+    w = [weights.get(k, 0.0) for k in FEATURES]
+    usable = [d for d in decisions if any(r for _, r in d)]
+    hits = 0
+    for d in usable:
+        best = max(range(len(d)), key=lambda i: sum(a * b for a, b in zip(w, d[i][0])))
+        hits += d[best][1]
+    return (hits / len(usable) if usable else float("nan")), len(usable)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="training/recipes/cpu-smollm2.yaml")
+    ap.add_argument("--checkpoint", default=None, help="judge checkpoint (default: the packaged ToolPRM)")
+    ap.add_argument("--queries", type=int, default=120)
+    ap.add_argument("--expand", "-M", type=int, default=4)
+    ap.add_argument("--work", default="runs/search-weights", help="folder for the feature cache and the report")
+    ap.add_argument("--budget-minutes", type=float, default=40.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write", action="store_true", help="store the fitted weights in the checkpoint's toolprm_config.json")
+    args = ap.parse_args(argv)
+
+    import torch
+    import yaml
+
+    from ..judges import CONFIG_NAME, packaged_checkpoint
+    from ..policy import TransformersPolicy
+    from ..scorers import ToolPRM
+
+    torch.set_num_threads(args.threads)
+    recipe = yaml.safe_load(Path(args.recipe).read_text())
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "decisions.jsonl"
+    done = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["id"]] = row["decisions"]
+    examples = dev_examples(recipe, args.queries)
+    checkpoint = args.checkpoint or str(packaged_checkpoint("toolprm"))
+    policy = TransformersPolicy()
+    judge = ToolPRM.from_pretrained(checkpoint)
+    t0 = time.perf_counter()
+    with cache.open("a") as f:
+        for ex in examples:
+            if ex.id in done:
+                continue
+            if time.perf_counter() - t0 > args.budget_minutes * 60:
+                print(f"budget of {args.budget_minutes} min reached; run again to continue", flush=True)
+                break
+            try:
+                ds = decisions_of(policy, judge, ex, m=args.expand)
+            except Exception as exc:  # an example the plan cannot hold (too long, odd schema): skip it, say so
+                print(f"skip {ex.id}: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+                ds = []
+            done[ex.id] = [[[list(ft), bool(r)] for ft, r in d] for d in ds]
+            f.write(json.dumps({"id": ex.id, "source": ex.source, "decisions": done[ex.id]}) + "\n")
+            f.flush()
+    ids = [ex.id for ex in examples if ex.id in done]
+    from .sources import stable_seed
+
+    fit_ids = {i for i in ids if stable_seed("fit", i) % 2 == 0}
+    as_dec = lambda rows: [[(tuple(ft), r) for ft, r in d] for d in rows]  # noqa: E731
+    fit_d = [d for i in ids if i in fit_ids for d in as_dec(done[i])]
+    held_d = [d for i in ids if i not in fit_ids for d in as_dec(done[i])]
+    weights = fit_weights(fit_d)
+    report = {
+        "queries": len(ids),
+        "decisions_fit": len(fit_d),
+        "decisions_held_out": len(held_d),
+        "weights": weights,
+        "held_out_pick_accuracy": {
+            "policy only": pick_accuracy(held_d, {"policy": 1.0}),
+            "judge only": pick_accuracy(held_d, {"judge": 1.0}),
+            "policy + judge (1, 1, 1)": pick_accuracy(held_d, {"policy": 1.0, "judge": 1.0, "vote": 1.0}),
+            "fitted": pick_accuracy(held_d, weights),
+        },
+        "recipe": args.recipe,
+        "checkpoint": checkpoint,
+    }
+    (work / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    if args.write:
+        path = Path(checkpoint) / CONFIG_NAME
+        cfg = json.loads(path.read_text())
+        cfg["search_weights"] = {**weights, "fitted_on": f"{len(ids)} held-out queries of {Path(args.recipe).name}'s sources "
+                                 f"({len(fit_d)} decisions; pick accuracy on the other half in the model card)"}
+        path.write_text(json.dumps(cfg, indent=2) + "\n")
+        print(f"wrote search_weights to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
