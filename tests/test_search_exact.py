@@ -302,3 +302,13 @@ def test_settle_ends_the_answer_at_a_repeated_call():
     assert settled.done and settled.text == one.text and list(settled.calls) == [Call("get_weather", {"city": "Paris"})]
     with_repeats = StepPlan(plan.tools, plan.limits.__class__(repeat_calls=True))
     assert not with_repeats.settle(again).done
+
+
+def test_a_transformers_session_replies_in_text(tiny):
+    policy = TransformersPolicy(tiny)
+    plan, sess, compute = session(policy)
+    before = compute.tokens_generated
+    text = sess.reply([{"role": "user", "content": "Hello there"}], max_tokens=5)
+    assert isinstance(text, str) and "<|im_end|>" not in text
+    assert 0 < compute.tokens_generated - before <= 5
+    assert sess.shared_context().cache is sess.store

@@ -167,6 +167,41 @@ class TransformersSession(PolicySession):
         """The policy's model, prompt text and KV caches (a judge on the same weights reuses them)."""
         return SharedContext(weights=self.policy.model, prompt=self.store.prompt_text, cache=self.store, lock=self.policy.lock)
 
+    @torch.inference_mode()
+    def reply(self, messages, *, max_tokens: int = 128) -> str:
+        """A greedy text answer by the policy model (its chat template; no grammar, no tools).
+
+        ``messages`` are plain ``{"role", "content"}`` dicts; the oldest turns after the first
+        are dropped until the prompt fits the context window with ``max_tokens`` to spare.
+        """
+        from .context import model_context_window
+        from .prompt import CHATML
+
+        pol = self.policy
+        tok = pol.tokenizer
+        template = pol.prompt_format.chat_template or getattr(tok, "chat_template", None) or CHATML
+        chat = list(messages)
+        window = model_context_window(pol.model) - int(max_tokens)
+        while True:
+            text = tok.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if len(ids) <= window or len(chat) <= 2:
+                ids = ids[-window:]
+                break
+            chat = [chat[0], *chat[2:]]  # drop the oldest turn
+        stop = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} if isinstance(i, int) and i >= 0]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (stop[0] if stop else 0)
+        with pol.lock:
+            out = pol.model.generate(
+                input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=int(max_tokens), do_sample=False, temperature=None, top_p=None, top_k=None,
+                eos_token_id=stop or None, pad_token_id=pad,
+            )
+        new = out[0, len(ids):].tolist()
+        self.compute.prefill_tokens += len(ids)
+        self.compute.tokens_generated += len(new)
+        return tok.decode(new, skip_special_tokens=True).strip()
+
     def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
         forced = self.plan.forced_step(answer)
         if forced is not None:
