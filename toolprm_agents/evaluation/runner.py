@@ -123,6 +123,7 @@ def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], A
                 {"calls": list(a.get("calls") or []), "score": a.get("score"), "truncated": bool(a.get("truncated"))}
                 for a in list(getattr(result, "alternatives", None) or [])[:MAX_ALTERNATIVES]
             ]
+            record["budget_exhausted"] = bool(getattr(result, "budget_exhausted", False))
     record.update({"calls": calls, "complete": complete, "search_error": search_error, "score": score, "compute": compute,
                    "alternatives": alternatives})
     if note:
@@ -143,6 +144,8 @@ def _scored(benchmark: Benchmark, item: EvalItem, record: dict) -> dict:
         "score": record.get("score"),
         "compute": compute_dict(record.get("compute")),
     }
+    if record.get("budget_exhausted"):
+        out["budget_exhausted"] = True
     if "alternatives" in record:  # rescored with the current checker, like the chosen calls
         alts = list(record["alternatives"])[:MAX_ALTERNATIVES]
         out["alternatives"] = alts
