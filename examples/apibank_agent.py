@@ -4,7 +4,7 @@
     python examples/apibank_agent.py --strategy beam -N 2 -M 4   # ToolPRM beam search
 
 The tools are API-Bank's level-1 APIs implemented in Python over a private copy of its
-simulated database (:class:`toolprm_agents.apibank_tools.ApiBank`). Each conversation
+simulated database (:class:`toolprm_agents.apibank.ApiBank`). Each conversation
 names the APIs it may use (``configurable={"tool_names": [...]}``: the search reads
 only those specs; the ToolNode can run all 49). Every call the ToolPRM node chooses is
 executed by LangGraph's ToolNode, its result goes back into the conversation, and the
@@ -19,7 +19,7 @@ import time
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from toolprm_agents.agent import create_toolprm_agent
-from toolprm_agents.apibank_tools import ApiBank
+from toolprm_agents.apibank import ApiBank
 from toolprm_agents.search import SearchConfig
 
 # (the APIs a conversation may use, the user's message)

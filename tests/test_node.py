@@ -36,8 +36,15 @@ TINY_BEAM = SearchConfig(beams=2, expand=2, max_string_length=6, max_calls=2, se
 
 
 class ScriptedSession(PolicySession):
-    def __init__(self, plan, target, compute, fail: bool):
-        self.plan, self.target, self.compute, self.fail = plan, target, compute, fail
+    def __init__(self, plan, target, compute, fail: bool, policy=None):
+        self.plan, self.target, self.compute, self.fail, self.policy = plan, target, compute, fail, policy
+
+    def reply(self, messages, *, max_tokens=128):
+        if self.policy is None or self.policy.replies is None:
+            return super().reply(messages, max_tokens=max_tokens)
+        self.policy.replied.append((self, [dict(m) for m in messages]))
+        self.compute.tokens_generated += 3
+        return self.policy.replies
 
     def propose(self, answer, n, temperature):
         forced = self.plan.forced_step(answer)
@@ -54,8 +61,11 @@ class ScriptedPolicy(Policy):
     Records every conversation it was asked about in ``seen`` (normalised messages).
     """
 
-    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False):
+    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False, replies: str | None = None):
         self.decide, self.fail = decide, fail
+        self.replies = replies  # the text its sessions' reply() gives (None: no text answers)
+        self.replied: list[tuple[PolicySession, list[dict]]] = []
+        self.sessions: list[PolicySession] = []
         self.seen: list[list[dict]] = []
         self.tool_names: list[list[str]] = []  # the tools each search offered
         self.lock = threading.RLock()
@@ -64,7 +74,8 @@ class ScriptedPolicy(Policy):
         self.seen.append([dict(m) for m in messages])
         self.tool_names.append([t.name for t in plan.tools])
         target = plan.answer_from_calls(self.decide(list(messages)))
-        return ScriptedSession(plan, target, compute, self.fail)
+        self.sessions.append(ScriptedSession(plan, target, compute, self.fail, self))
+        return self.sessions[-1]
 
 
 def call_then_stop(calls: list[dict]) -> Callable[[list[dict]], list[dict]]:
@@ -165,10 +176,10 @@ def test_tool_names_restrict_the_search_per_invocation():
     policy = ScriptedPolicy(lambda m: [{"name": "calculate", "arguments": {"expression": "1"}}])
     node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY)
     node.invoke({"messages": [HumanMessage("x")]})
-    node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"tool_names": ["calculate"]}})
+    node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"tool_names": ["calculate"]}}})
     assert policy.tool_names == [["get_weather", "calculate"], ["calculate"]]
     with pytest.raises(ValueError, match=r"tool_names \['nope'\] are not among the tools"):
-        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"tool_names": ["nope"]}})
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"tool_names": ["nope"]}}})
 
 
 def test_bad_tools_fail_at_construction():
@@ -191,16 +202,42 @@ def test_no_call_answers_in_text_with_the_answer_model():
     assert meta["reason"] == "no_call" and meta["answered_by"] == "answer_model" and meta["complete"] is True
 
 
-def test_no_call_answers_in_text_with_the_policy_model(tiny_model_dir, tiny_policy):
-    # a policy that decides "no call" but writes its text with the tiny model
-    class NoCall(ScriptedPolicy):
-        model, tokenizer, prompt_format = tiny_policy.model, tiny_policy.tokenizer, tiny_policy.prompt_format
-
-    node = ToolPRMNode(TOOLS, policy=NoCall(lambda m: []), config=GREEDY, max_answer_tokens=8)
+def test_no_call_answers_in_text_through_the_search_policy_session():
+    policy = ScriptedPolicy(lambda m: [], replies="Hello from the policy.")
+    node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY, max_answer_tokens=8)
     msg = node.invoke({"messages": [HumanMessage("Hi!")]})["messages"][0]
-    assert msg.tool_calls == [] and isinstance(msg.content, str) and msg.content
+    assert msg.tool_calls == [] and msg.content == "Hello from the policy."
     meta = msg.response_metadata["toolprm"]
-    assert meta["answered_by"] == "policy" and 0 < meta["answer_tokens"] <= 8
+    assert meta["answered_by"] == "policy" and meta["answer_tokens"] == 3 and meta["reason"] == "no_call"
+    # the reply came from the session the search ran in, over plain chat
+    (session, chat), = policy.replied
+    assert session is policy.sessions[0] and len(policy.sessions) == 1
+    assert [c["role"] for c in chat] == ["system", "user"] and chat[-1]["content"] == "Hi!"
+
+
+def test_a_policy_without_text_answers_lists_the_tool_results():
+    node = ToolPRMNode(TOOLS, policy=ScriptedPolicy(lambda m: []), config=GREEDY)  # its sessions raise NotImplementedError
+    history = [
+        HumanMessage("Weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}]),
+        ToolMessage("Sunny, 21 C in Paris", tool_call_id="c1"),
+    ]
+    msg = node.invoke({"messages": history})["messages"][0]
+    assert msg.response_metadata["toolprm"]["answered_by"] == "tool_results"
+    assert msg.content == 'Tool results:\nget_weather({"city": "Paris"}) returned: Sunny, 21 C in Paris'
+
+
+def test_the_tiny_model_answers_through_its_session_when_no_search_ran(tiny_policy):
+    node = ToolPRMNode(TOOLS, policy=tiny_policy, config=GREEDY, max_tool_rounds=1, max_answer_tokens=8)
+    history = [
+        HumanMessage("Weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}]),
+        ToolMessage("Sunny, 21 C in Paris", tool_call_id="c1"),
+    ]
+    msg = node.invoke({"messages": history})["messages"][0]
+    meta = msg.response_metadata["toolprm"]
+    assert meta["reason"] == "max_tool_rounds" and meta["answered_by"] == "policy"
+    assert 0 < meta["answer_tokens"] <= 8 and isinstance(msg.content, str) and msg.content
 
 
 def test_text_answer_sees_this_turns_tool_results():
@@ -263,7 +300,7 @@ def test_max_tool_rounds_and_remaining_steps_stop_the_search():
     assert msg.content == "done" and msg.response_metadata["toolprm"]["reason"] == "max_tool_rounds"
     assert policy.seen == []  # no search was run
     # per invocation: a higher bound lets it call again
-    msg = node.invoke({"messages": history}, {"configurable": {"max_tool_rounds": 3}})["messages"][0]
+    msg = node.invoke({"messages": history}, {"configurable": {"toolprm": {"max_tool_rounds": 3}}})["messages"][0]
     assert msg.tool_calls and len(policy.seen) == 1
     msg = node.invoke({"messages": [HumanMessage("count")], "remaining_steps": 1})["messages"][0]
     assert msg.response_metadata["toolprm"]["reason"] == "remaining_steps" and len(policy.seen) == 1
@@ -277,7 +314,7 @@ def test_configurable_overrides_take_effect(tiny_policy):
     node = ToolPRMNode(TOOLS, policy=tiny_policy, scorer=LikelihoodScorer(), config=GREEDY)
     msg = node.invoke(
         {"messages": [("user", "Weather in Paris?")]},
-        {"configurable": {"strategy": "beam", "N": 1, "M": 2, "temperature": 1.0, "seed": 3, "aggregation": "min", "max_calls": 2, "max_string_length": 6, "thread_id": "x"}},
+        {"configurable": {"thread_id": "x", "toolprm": {"strategy": "beam", "N": 1, "M": 2, "temperature": 1.0, "seed": 3, "aggregation": "min", "max_calls": 2, "max_string_length": 6}}},
     )["messages"][0]
     meta = msg.response_metadata["toolprm"]
     assert (meta["strategy"], meta["beams"], meta["expand"], meta["aggregation"]) == ("beam", 1, 2, "min")
@@ -288,7 +325,33 @@ def test_configurable_overrides_take_effect(tiny_policy):
     msg = node.invoke({"messages": [("user", "Weather?")]}, {"configurable": {"toolprm": {"strategy": "best_of_n", "beams": 2, "max_calls": 1, "max_string_length": 6, "scorer": "likelihood"}}})["messages"][0]
     assert msg.response_metadata["toolprm"]["strategy"] == "best_of_n"
     with pytest.raises(SearchError, match="unknown strategy"):
-        node.invoke({"messages": [("user", "x")]}, {"configurable": {"strategy": "bogus"}})
+        node.invoke({"messages": [("user", "x")]}, {"configurable": {"toolprm": {"strategy": "bogus"}}})
+
+
+def test_settings_keys_are_the_searchconfig_fields_and_old_keys_warn():
+    policy = ScriptedPolicy(lambda m: [{"name": "calculate", "arguments": {"expression": "1"}}])
+    node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY)
+    # a field the old key list never had (budget_tokens) is a setting now, since keys come from SearchConfig
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the nested form gives no warning
+        msg = node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"budget_tokens": 5, "max_calls": 1}}})["messages"][0]
+    assert msg.tool_calls
+    with pytest.warns(DeprecationWarning, match=r"top-level configurable keys \['seed'\] are deprecated"):
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"seed": 4, "thread_id": "t"}})
+    # nested wins over the deprecated top level
+    with pytest.warns(DeprecationWarning):
+        msg = node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"strategy": "bogus", "toolprm": {"strategy": "greedy"}}})["messages"][0]
+    assert msg.response_metadata["toolprm"]["strategy"] == "greedy"
+    from toolprm_agents.errors import ToolPRMError
+    from toolprm_agents.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"unknown setting configurable\[.toolprm.\]\[.beam.\]") as err:
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"beam": 3}}})
+    assert isinstance(err.value, ToolPRMError) and "budget_tokens" in str(err.value)  # lists the real keys
+    with pytest.raises(SettingsError, match="must be a dict"):
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": "beam"}})
 
 
 def test_scorer_is_loaded_once_and_shares_the_policy_lock(tiny_policy, tiny_prm):

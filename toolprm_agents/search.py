@@ -156,6 +156,28 @@ class SearchResult:
     step_scores: list[float] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     budget_exhausted: bool = False
+    #: the policy session the search ran in (for a text answer by the same policy: ``session.reply``)
+    session: PolicySession | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def confidence(self) -> float | None:
+        """The chosen answer's weakest step score (``min`` of ``step_scores``; ``None`` without scores).
+
+        Not calibrated: a judge's or the policy's probability of a step, not a measured
+        chance that the call is right.
+        """
+        scores = [s for s in self.step_scores if s is not None]
+        return min(scores) if scores else None
+
+    def weakest_argument(self) -> dict[str, Any] | None:
+        """The row of :meth:`argument_scores` with the lowest score (``None`` without scores)."""
+        rows = [r for r in self.argument_scores() if r["score"] is not None]
+        return min(rows, key=lambda r: r["score"]) if rows else None
+
+    def runner_ups(self) -> list[dict[str, Any]]:
+        """The ranked alternatives other than the chosen calls, best first (``{"calls", "score", ...}``)."""
+        chosen = self.tool_calls()
+        return [a for a in self.alternatives if a["calls"] != chosen]
 
     def argument_scores(self) -> list[dict[str, Any]]:
         """Each decided step of the chosen answer with its score (``None`` where unscored).
@@ -190,6 +212,7 @@ class SearchResult:
             "step_scores": self.step_scores,
             "argument_scores": self.argument_scores(),
             "alternatives": self.alternatives,
+            "confidence": self.confidence,
             "budget_exhausted": self.budget_exhausted,
             "answer_text": self.answer.text if self.answer else None,
             "strategy": self.config.strategy,
@@ -720,11 +743,11 @@ class ToolPRMSearch:
                         for b, share in found.ranked]
         if best is None:
             return SearchResult([], None, None, False, found.trace, compute, config, alternatives=alternatives,
-                                budget_exhausted=found.budget_exhausted,
+                                budget_exhausted=found.budget_exhausted, session=policy,
                                 error="no candidate answer could be completed within the bounds (max_step_tokens, max_rounds)")
         if best.truncated:
             return SearchResult([], best.answer, None, False, found.trace, compute, config, alternatives=alternatives,
-                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence,
+                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence, session=policy,
                                 error="a value reached the step's token bound and was cut there, so no complete answer "
                                       "was found (raise the policy's max_step_tokens or give the argument a maxLength)")
         voted = config.strategy == "self_consistency" or (config.strategy == "beam" and config.rank == "combined" and unit == "step")
@@ -733,7 +756,8 @@ class ToolPRMSearch:
         else:
             score = best.value(config.aggregation) if best.scores else None
         return SearchResult(list(best.answer.calls), best.answer, score, True, found.trace, compute, config,
-                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted)
+                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted,
+                            session=policy)
 
 
 __all__ = [
