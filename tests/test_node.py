@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 import time
 from typing import Callable, Sequence
@@ -24,7 +25,7 @@ from toolprm_agents.compute import Compute
 from toolprm_agents.node import ToolPRMNode
 from toolprm_agents.policy import Candidate, Policy, PolicySession, TransformersPolicy
 from toolprm_agents.schema import to_tool_spec, to_tool_specs, validate_call, ToolSpecError
-from toolprm_agents.scorers import JudgeConfig, LikelihoodScorer, ToolPRM
+from toolprm_agents.scorers import JudgeConfig, LikelihoodScorer, Scorer, ToolPRM
 from toolprm_agents.search import SearchConfig, SearchError
 
 GREEDY = SearchConfig(strategy="greedy", max_string_length=24)
@@ -52,7 +53,21 @@ class ScriptedSession(PolicySession):
             return [Candidate(forced)]
         if self.fail:
             return []  # no candidate: the search cannot complete
-        return [Candidate(self.target.steps[len(answer.steps)])]
+        k = len(answer.steps)
+        if self.policy is None or not self.policy.alternatives:
+            return [Candidate(self.target.steps[k])]
+        # weighted answers: each decision's candidates are the next steps of the answers that
+        # agree with it so far, with their conditional probability
+        ways: dict[str, list] = {}
+        for target, weight in [(self.target, self.policy.weight), *self._alternatives()]:
+            if len(target.steps) > k and tuple(target.steps[:k]) == tuple(answer.steps):
+                ways.setdefault(target.steps[k].text, [target.steps[k], 0.0])[1] += weight
+        total = sum(w for _, w in ways.values())
+        cands = [Candidate(step, logprob=math.log(w / total), prob=w / total) for step, w in ways.values()]
+        return sorted(cands, key=lambda c: -c.prob)[: max(n, 1)]
+
+    def _alternatives(self):
+        return [(self.plan.answer_from_calls(calls), w) for calls, w in self.policy.alternatives]
 
 
 class ScriptedPolicy(Policy):
@@ -61,8 +76,12 @@ class ScriptedPolicy(Policy):
     Records every conversation it was asked about in ``seen`` (normalised messages).
     """
 
-    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False, replies: str | None = None):
+    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False, replies: str | None = None,
+                 weight: float = 1.0, alternatives: Sequence[tuple[list[dict], float]] = ()):
         self.decide, self.fail = decide, fail
+        # other answers with their weights (the decided answer has ``weight``): each decision then
+        # offers the candidates these answers take there, with their conditional probabilities
+        self.weight, self.alternatives = weight, list(alternatives)
         self.replies = replies  # the text its sessions' reply() gives (None: no text answers)
         self.replied: list[tuple[PolicySession, list[dict]]] = []
         self.sessions: list[PolicySession] = []
@@ -471,3 +490,106 @@ def test_two_concurrent_invocations_share_one_model(tiny_policy, tiny_prm):
         calls_a = [(c["name"], c["args"]) for m in a["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
         calls_b = [(c["name"], c["args"]) for m in b["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
         assert calls_a == calls_b  # same seed, same answers: the searches did not disturb each other
+
+
+# ------------------------------------------------------------------------------------------
+# confidence, runner-up answers, abstention
+
+BOOK = [{"name": "book_flight", "arguments": {"flight_no": "LH40", "seat": "12A"}}]
+BOOK_OTHER = [{"name": "book_flight", "arguments": {"flight_no": "LH41", "seat": "12A"}}]
+
+
+@tool
+def book_flight(flight_no: str, seat: str) -> str:
+    """Book a seat on a flight."""
+    return f"booked {flight_no} seat {seat}"
+
+
+class UnusedScorer(Scorer):
+    """A scorer the search must not call (judge_weight=0: the policy's own ranking)."""
+
+    name = "unused"
+
+    def session(self, messages, plan, compute, *, policy_session=None):
+        raise AssertionError("judge_weight=0 must not open a scorer session")
+
+
+POLICY_RANKED = SearchConfig(beams=2, expand=2, max_calls=1, judge_weight=0.0)
+
+
+def unsure_flight_policy(**kw):
+    """The flight number is a 60/40 choice between LH40 and LH41; everything else is sure."""
+    return ScriptedPolicy(lambda m: BOOK, weight=0.6, alternatives=[(BOOK_OTHER, 0.4)], **kw)
+
+
+def test_metadata_has_argument_scores_confidence_and_ranked_runner_ups():
+    node = ToolPRMNode([book_flight], policy=unsure_flight_policy(), scorer=UnusedScorer(), config=POLICY_RANKED)
+    msg = node.invoke({"messages": [HumanMessage("Book me on LH40 or LH41, seat 12A")]})["messages"][0]
+    assert msg.tool_calls[0]["args"] == {"flight_no": "LH40", "seat": "12A"}
+    meta = msg.response_metadata["toolprm"]
+    args = {r["arg"]: r for r in meta["argument_scores"] if r["kind"] == "ARG"}
+    assert args["flight_no"]["value"] == "LH40" and args["flight_no"]["score"] == pytest.approx(0.6)
+    assert args["seat"]["score"] == pytest.approx(1.0)
+    assert meta["confidence"] == pytest.approx(0.6)  # the weakest step
+    (runner_up,) = meta["alternatives"]  # the chosen answer is not repeated among them
+    assert runner_up["calls"] == [{"name": "book_flight", "arguments": {"flight_no": "LH41", "seat": "12A"}}]
+    assert 0 < runner_up["score"] < meta["score"]
+
+
+def test_abstain_below_answers_in_text_naming_the_uncertain_argument():
+    node = ToolPRMNode([book_flight], policy=unsure_flight_policy(), scorer=UnusedScorer(), config=POLICY_RANKED, abstain_below=0.7)
+    msg = node.invoke({"messages": [HumanMessage("Book me on LH40 or LH41, seat 12A")]})["messages"][0]
+    assert msg.tool_calls == []
+    assert "flight_no" in msg.content and "LH40" in msg.content and "0.60" in msg.content
+    meta = msg.response_metadata["toolprm"]
+    assert meta["reason"] == "abstain" and meta["answered_by"] == "abstention" and meta["abstain_below"] == 0.7
+    assert meta["uncertain"]["arg"] == "flight_no" and meta["abstained_calls"] == BOOK
+    assert meta["alternatives"][0]["calls"] == BOOK_OTHER
+    # per run: a lower threshold makes the call; a sure answer is never held back
+    msg = node.invoke({"messages": [HumanMessage("Book LH40, 12A")]}, {"configurable": {"toolprm": {"abstain_below": 0.5}}})["messages"][0]
+    assert msg.tool_calls and msg.tool_calls[0]["args"]["flight_no"] == "LH40"
+    sure = ToolPRMNode([book_flight], policy=ScriptedPolicy(lambda m: BOOK), config=GREEDY, abstain_below=0.99)
+    assert sure.invoke({"messages": [HumanMessage("Book LH40, 12A")]})["messages"][0].tool_calls
+    from toolprm_agents.node import NodeInputError
+
+    with pytest.raises(NodeInputError, match="abstain_below must be a confidence in"):
+        ToolPRMNode([book_flight], policy=ScriptedPolicy(lambda m: BOOK), abstain_below=1.5)
+    with pytest.raises(NodeInputError, match="abstain_below"):
+        sure.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"abstain_below": "high"}}})
+
+
+def test_astream_events_v2_shows_each_search_round_as_a_custom_event():
+    policy = ScriptedPolicy(call_then_stop([{"name": "get_weather", "arguments": {"city": "Paris"}}]), replies="Sunny.")
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", ToolPRMNode(TOOLS, policy=policy, config=GREEDY))
+    builder.add_node("tools", ToolNode(TOOLS))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    graph = builder.compile()
+
+    async def collect():
+        return [ev async for ev in graph.astream_events({"messages": [("user", "Weather in Paris?")]}, version="v2")
+                if ev["event"] == "on_custom_event"]
+
+    events = asyncio.run(collect())
+    names = [e["name"] for e in events]
+    assert "toolprm_round" in names and names.count("toolprm_result") == 2  # one search per agent step
+    first_round = next(e for e in events if e["name"] == "toolprm_round")
+    assert first_round["data"]["type"] == "round" and first_round["data"]["candidates"]
+    assert first_round["metadata"]["langgraph_node"] == "agent"
+    result = next(e for e in events if e["name"] == "toolprm_result")
+    assert result["data"]["calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    # the synchronous path dispatches them too (to any callback handler)
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self):
+            self.names = []
+
+        def on_custom_event(self, name, data, **kwargs):
+            self.names.append(name)
+
+    rec = Recorder()
+    graph.invoke({"messages": [("user", "Weather in Paris?")]}, {"callbacks": [rec]})
+    assert rec.names.count("toolprm_result") == 2 and "toolprm_round" in rec.names
