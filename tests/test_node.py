@@ -27,6 +27,7 @@ from toolprm_agents.policy import Candidate, Policy, PolicySession, Transformers
 from toolprm_agents.schema import to_tool_spec, to_tool_specs, validate_call, ToolSpecError
 from toolprm_agents.scorers import JudgeConfig, LikelihoodScorer, Scorer, ToolPRM
 from toolprm_agents.search import SearchConfig, SearchError
+from toolprm_agents.steps import StepParseError
 
 GREEDY = SearchConfig(strategy="greedy", max_string_length=24)
 TINY_BEAM = SearchConfig(beams=2, expand=2, max_string_length=6, max_calls=2, seed=1)
@@ -92,7 +93,10 @@ class ScriptedPolicy(Policy):
     def session(self, messages, plan, compute, *, seed=0):
         self.seen.append([dict(m) for m in messages])
         self.tool_names.append([t.name for t in plan.tools])
-        target = plan.answer_from_calls(self.decide(list(messages)))
+        try:
+            target = plan.answer_from_calls(self.decide(list(messages)))
+        except StepParseError:  # the plan forbids this answer (e.g. no call when a call is required)
+            target = None
         self.sessions.append(ScriptedSession(plan, target, compute, self.fail, self))
         return self.sessions[-1]
 

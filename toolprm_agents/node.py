@@ -100,7 +100,7 @@ from .search import SearchConfig, SearchResult, ToolPRMSearch
 from .settings import run_settings
 from .steps import StepPlan
 
-AnswerReason = Literal["no_call", "repeat", "max_tool_rounds", "remaining_steps", "incomplete", "error", "abstain"]
+AnswerReason = Literal["no_call", "repeat", "max_tool_rounds", "remaining_steps", "incomplete", "error", "abstain", "tool_choice"]
 
 ANSWER_SYSTEM = "You are a helpful assistant. Reply in English, in one or two short sentences."
 
