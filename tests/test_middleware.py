@@ -117,6 +117,9 @@ def test_create_agent_runs_the_searched_call_and_the_other_middleware_runs():
     assert final.response_metadata["toolprm"]["reason"] == "no_call" and final.response_metadata["toolprm"]["answered_by"] == "policy"
     # the other middleware ran around both model calls and saw ToolPRM's responses
     assert len(recording.requests) == 2 and recording.responses[0].result[0].tool_calls[0]["args"] == {"city": "Paris"}
+    # the search read the system prompt, the request's tools, and the tool result in the second round
+    assert policy.seen[0][0] == {"role": "system", "content": "You answer weather questions."}
+    assert policy.tool_names[0] == ["get_weather", "get_time"]
     assert policy.seen[1][-1]["role"] == "tool"
 
 
@@ -128,10 +131,6 @@ def test_a_model_call_limit_middleware_counts_the_searches():
     assert kinds(out["messages"]) == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
     assert executed == [{"name": "get_weather", "city": "Paris"}]
     assert "run limit (1/1)" in out["messages"][-1].content and len(policy.seen) == 1  # no second search
-    # the search read the system prompt, the request's tools, and the tool result in the second round
-    assert policy.seen[0][0] == {"role": "system", "content": "You answer weather questions."}
-    assert policy.tool_names[0] == ["get_weather", "get_time"]
-    assert policy.seen[1][-1]["role"] == "tool"
 
 
 def test_a_dynamic_prompt_middleware_shapes_the_search():
