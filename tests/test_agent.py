@@ -394,3 +394,50 @@ def test_wrap_create_agent_refuses_wrap_model_call_middleware_by_name():
     from toolprm_agents.errors import ToolPRMError
 
     assert issubclass(WrapError, ToolPRMError)
+
+
+# ------------------------------------------------------------------------------------------
+# the public surface
+
+
+def test_the_public_surface_is_importable_from_the_package():
+    import toolprm_agents
+    from toolprm_agents import (
+        SearchConfig as TopSearchConfig,
+        ToolPRMError,
+        ToolPRMMiddleware,
+        ToolPRMNode as TopNode,
+        ToolPRMSearch,
+        create_toolprm_agent as top_create,
+        wrap_agent as top_wrap,
+    )
+    from toolprm_agents import middleware, search
+
+    assert TopNode is ToolPRMNode and top_create is create_toolprm_agent and top_wrap is wrap_agent
+    assert TopSearchConfig is SearchConfig and ToolPRMSearch is search.ToolPRMSearch
+    assert ToolPRMMiddleware is middleware.ToolPRMMiddleware
+    assert issubclass(WrapError, ToolPRMError) and toolprm_agents.WrapError is WrapError
+    names = {"ToolPRMNode", "ToolPRMMiddleware", "create_toolprm_agent", "wrap_agent", "SearchConfig", "ToolPRMSearch", "ToolPRMError"}
+    assert names <= set(toolprm_agents.__all__) and names <= set(dir(toolprm_agents))
+    with pytest.raises(AttributeError, match="no attribute 'ToolNode'"):
+        toolprm_agents.ToolNode  # internals and other libraries' names stay where they are
+
+
+def test_importing_the_package_stays_torch_free():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import toolprm_agents\n"
+        "from toolprm_agents import ToolPRMError\n"
+        "assert issubclass(ToolPRMError, Exception)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'langgraph', 'langchain') and sys.modules[m] is not None))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
