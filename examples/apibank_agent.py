@@ -5,7 +5,7 @@
 
 The tools are API-Bank's level-1 APIs implemented in Python over a private copy of its
 simulated database (:class:`toolprm_agents.apibank.ApiBank`). Each conversation
-names the APIs it may use (``configurable={"tool_names": [...]}``: the search reads
+names the APIs it may use (``configurable={"toolprm": {"tool_names": [...]}}``: the search reads
 only those specs; the ToolNode can run all 49). Every call the ToolPRM node chooses is
 executed by LangGraph's ToolNode, its result goes back into the conversation, and the
 agent ends with a text answer. The first run loads SmolLM2-135M-Instruct (about 20 s).
@@ -65,7 +65,7 @@ def main() -> None:
     for i, (apis, question) in enumerate(CONVERSATIONS, 1):
         print(f"--- conversation {i} (APIs: {', '.join(apis)})")
         t = time.perf_counter()
-        out = agent.invoke({"messages": [("user", question)]}, {"configurable": {"tool_names": apis}})
+        out = agent.invoke({"messages": [("user", question)]}, {"configurable": {"toolprm": {"tool_names": apis}}})
         show(out["messages"])
         print(f"  ({time.perf_counter() - t:.1f} s)\n")
 

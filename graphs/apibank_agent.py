@@ -6,7 +6,7 @@ smart home, ...). This module's graph shares one database for all its runs (a de
 server); ``build_graph()`` makes one with a fresh database.
 
 All 49 API specs make a long prompt (about 6,000 tokens): give the APIs a conversation
-needs with ``configurable={"tool_names": ["GetUserToken", "AddAgenda"]}`` to search over
+needs with ``configurable={"toolprm": {"tool_names": ["GetUserToken", "AddAgenda"]}}`` to search over
 those only (the ToolNode can still run any of them). Importing this module loads no model.
 """
 

@@ -62,6 +62,7 @@ def create_toolprm_agent(
     system_prompt: str | None = None,
     max_tool_rounds: int | None = 6,
     name: str = "toolprm_agent",
+    abstain_below: float | None = None,
 ):
     """A tool-calling agent whose tool calls come from ToolPRM-guided search.
 
@@ -93,6 +94,8 @@ def create_toolprm_agent(
         system_prompt: extra system instructions for the search and the answers.
         max_tool_rounds: the bound on rounds of tool calls per user message.
         name: the compiled graph's name.
+        abstain_below: answer in text, naming the uncertain argument, instead of making a
+            call whose confidence is below this (see :class:`~toolprm_agents.node.ToolPRMNode`).
 
     Returns:
         A compiled LangGraph graph over :class:`ToolPRMAgentState`.
@@ -123,6 +126,7 @@ def create_toolprm_agent(
         answer_model=answer_model,
         system_prompt=system_prompt,
         max_tool_rounds=max_tool_rounds,
+        abstain_below=abstain_below,
     )
     builder = StateGraph(ToolPRMAgentState)
     builder.add_node("agent", node)
@@ -154,6 +158,7 @@ def wrap_agent(
     answer_model: Any = None,
     system_prompt: str | None = None,
     max_tool_rounds: int | None = 6,
+    abstain_below: float | None = None,
 ):
     """The same agent with its model node replaced by a ToolPRM node over the same tools.
 
@@ -207,8 +212,8 @@ def wrap_agent(
 
     Args:
         graph_or_builder: a compiled ``StateGraph`` or a ``StateGraph`` builder.
-        policy, scorer, prm, search, answer_model, system_prompt, max_tool_rounds: as for
-            :func:`create_toolprm_agent`.
+        policy, scorer, prm, search, answer_model, system_prompt, max_tool_rounds,
+            abstain_below: as for :func:`create_toolprm_agent`.
         node_name: the model node to replace (default: found as described above).
 
     Returns:
@@ -265,6 +270,7 @@ def wrap_agent(
         name=model_node,
         system_prompt=system_prompt,
         max_tool_rounds=max_tool_rounds,
+        abstain_below=abstain_below,
     )
     new = _copy_builder(builder)
     new.nodes = {k: v for k, v in new.nodes.items() if not _is_default_error_handler(k, v, builder)}
