@@ -597,3 +597,15 @@ def test_astream_events_v2_shows_each_search_round_as_a_custom_event():
     rec = Recorder()
     graph.invoke({"messages": [("user", "Weather in Paris?")]}, {"callbacks": [rec]})
     assert rec.names.count("toolprm_result") == 2 and "toolprm_round" in rec.names
+
+
+def test_a_search_keeps_its_policy_session_only_when_asked():
+    from toolprm_agents.search import ToolPRMSearch
+
+    policy = ScriptedPolicy(lambda m: BOOK)
+    search = ToolPRMSearch(policy, None, GREEDY)
+    assert search.search("Book LH40, 12A", [book_flight]).session is None  # its KV caches are not held on to
+    kept = search.search("Book LH40, 12A", [book_flight], keep_session=True)
+    assert kept.session is policy.sessions[-1] and kept.confidence == pytest.approx(1.0)
+    assert kept.weakest_argument()["kind"] in {"FUNC_NAME", "ARG", "PARAM_FINISH", "FUNC_FINISH", "TOTAL_FINISH"}
+    assert kept.runner_ups() == [] and "confidence" in kept.to_dict()

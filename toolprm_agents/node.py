@@ -373,7 +373,8 @@ class ToolPRMNode(RunnableCallable):
         scorer = None if cfg.strategy == "greedy" else self.get_scorer(turn.scorer)
         search = ToolPRMSearch(self.policy, scorer, cfg)
         try:
-            result = search.search(self._conversation(turn.messages), turn.tools, config=cfg, on_event=turn.events)
+            result = search.search(self._conversation(turn.messages), turn.tools, config=cfg, on_event=turn.events,
+                                   keep_session=self.answer_model is None)
         except PromptTooLongError as exc:
             meta = {"complete": False, "error": str(exc), "strategy": cfg.strategy}
             turn.events({"type": "result", **meta})
@@ -463,7 +464,10 @@ class ToolPRMNode(RunnableCallable):
         if session is None:
             compute = Compute()
             plan = StepPlan(turn.tools, turn.config.limits)
-            session = self.policy.session(normalize_messages(self._conversation(turn.messages)), plan, compute, seed=turn.config.seed)
+            try:
+                session = self.policy.session(normalize_messages(self._conversation(turn.messages)), plan, compute, seed=turn.config.seed)
+            except PromptTooLongError:  # the conversation outgrew the search prompt: report the results
+                return _text_message(_fallback_reply(turn.messages), reason, meta, source="tool_results")
         before = compute.tokens_generated if compute is not None else 0
         try:
             text = session.reply(chat, max_tokens=self.max_answer_tokens)
