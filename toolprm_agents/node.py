@@ -281,21 +281,21 @@ class ToolPRMNode(RunnableCallable):
 
     def _func(self, input: Any, config: RunnableConfig) -> Any:
         turn = self._prepare(input, config)
-        return self._output(turn, self.respond(turn, config))
+        return self._output(turn, self._respond(turn, config))
 
     async def _afunc(self, input: Any, config: RunnableConfig) -> Any:
         turn = self._prepare(input, config, loop=asyncio.get_running_loop())
-        return self._output(turn, await self.arespond(turn, config))
+        return self._output(turn, await self._arespond(turn, config))
 
-    def respond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
+    def _respond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
         """The node's message for a prepared turn: tool calls, or a text answer."""
         message = self._decide(turn)
         if isinstance(message, tuple):  # answer in text
             message = self._answer_sync(turn, *message, config)
         return message
 
-    async def arespond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
-        """:meth:`respond` with the model work in a worker thread."""
+    async def _arespond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
+        """:meth:`_respond` with the model work in a worker thread."""
         message = await asyncio.to_thread(self._decide, turn)
         if isinstance(message, tuple):  # answer in text
             if self.answer_model is not None:
