@@ -4,8 +4,8 @@
     python examples/apibank_agent.py --strategy beam -N 2 -M 4   # ToolPRM beam search
 
 The tools are API-Bank's level-1 APIs implemented in Python over a private copy of its
-simulated database (:class:`toolprm_agents.apibank_tools.ApiBank`). Each conversation
-names the APIs it may use (``configurable={"tool_names": [...]}``: the search reads
+simulated database (:class:`toolprm_agents.apibank.ApiBank`). Each conversation
+names the APIs it may use (``configurable={"toolprm": {"tool_names": [...]}}``: the search reads
 only those specs; the ToolNode can run all 49). Every call the ToolPRM node chooses is
 executed by LangGraph's ToolNode, its result goes back into the conversation, and the
 agent ends with a text answer. The first run loads SmolLM2-135M-Instruct (about 20 s).
@@ -19,7 +19,7 @@ import time
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from toolprm_agents.agent import create_toolprm_agent
-from toolprm_agents.apibank_tools import ApiBank
+from toolprm_agents.apibank import ApiBank
 from toolprm_agents.search import SearchConfig
 
 # (the APIs a conversation may use, the user's message)
@@ -65,7 +65,7 @@ def main() -> None:
     for i, (apis, question) in enumerate(CONVERSATIONS, 1):
         print(f"--- conversation {i} (APIs: {', '.join(apis)})")
         t = time.perf_counter()
-        out = agent.invoke({"messages": [("user", question)]}, {"configurable": {"tool_names": apis}})
+        out = agent.invoke({"messages": [("user", question)]}, {"configurable": {"toolprm": {"tool_names": apis}}})
         show(out["messages"])
         print(f"  ({time.perf_counter() - t:.1f} s)\n")
 

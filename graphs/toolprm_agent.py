@@ -4,8 +4,9 @@
 runs them, the results go back to the next search, and the node ends with a text answer.
 Importing this module loads no model: SmolLM2 and the ToolPRM load on the first call.
 
-Per-run settings through ``configurable``: ``strategy``, ``beams``, ``expand``, ``scorer``,
-``temperature``, ``seed``, ``aggregation``, ``max_tool_rounds``, ``tool_names``.
+Per-run settings through ``configurable["toolprm"]``: any SearchConfig field (``strategy``,
+``beams``, ``expand``, ``temperature``, ``seed``, ...), ``scorer``, ``max_tool_rounds``,
+``tool_names``, ``abstain_below``.
 
     >>> from toolprm_agent import graph                                    # doctest: +SKIP
     >>> graph.invoke({"messages": [("user", "What's the weather in Paris?")]})  # doctest: +SKIP

@@ -287,3 +287,157 @@ def test_smollm2_agent_end_to_end(smollm2_dir):
     final = msgs[-1]
     assert final.tool_calls == [] and len(final.content.strip()) > 3
     assert final.response_metadata["toolprm"]["answered_by"] == "policy"
+
+
+# ------------------------------------------------------------------------------------------
+# wrap_agent: isolation from the original, and keep-or-refuse
+
+
+def test_wrapped_builder_shares_no_mutable_state_with_the_original():
+    builder = hand_built_builder()
+    before = (set(builder.nodes), set(builder.edges), {k: set(v) for k, v in builder.branches.items()}, set(builder.channels))
+    wrapped = wrap_agent(builder, policy=ScriptedPolicy(lambda m: []), search=GREEDY)
+    # edit the wrapped builder: the original does not change
+    wrapped.add_node("extra", lambda s: {})
+    wrapped.add_edge("log", "extra")
+    wrapped.add_conditional_edges("extra", lambda s: END, [END])
+    wrapped.nodes["run_tools"].metadata = {"edited": True} if wrapped.nodes["run_tools"].metadata is None else wrapped.nodes["run_tools"].metadata
+    assert (set(builder.nodes), set(builder.edges), {k: set(v) for k, v in builder.branches.items()}, set(builder.channels)) == before
+    assert "extra" not in builder.nodes and ("log", "extra") not in builder.edges and "extra" not in builder.branches
+    # edit the original: the wrapped builder does not change
+    builder.add_node("late", lambda s: {})
+    builder.add_edge("late", END)
+    builder.add_conditional_edges("late", lambda s: END, [END])
+    assert "late" not in wrapped.nodes and ("late", END) not in wrapped.edges and "late" not in wrapped.branches
+    assert wrapped.nodes["run_tools"] is not builder.nodes["run_tools"]
+    assert wrapped.nodes["run_tools"].runnable is builder.nodes["run_tools"].runnable  # the ToolNode itself is shared
+    # both still compile and the original still routes to its own model node
+    assert not isinstance(builder.nodes["my_model"].runnable, ToolPRMNode)
+    builder.compile(), wrapped.compile()
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_wrapped_compiled_graph_has_its_own_builder():
+    react = fake_react_agent()
+    agent = wrap_agent(react, policy=ScriptedPolicy(lambda m: []), search=GREEDY)
+    assert agent.builder is not react.builder
+    agent.builder.add_node("extra", lambda s: {})
+    agent.builder.add_edge("tools", "extra")
+    assert "extra" not in react.builder.nodes and ("tools", "extra") not in react.builder.edges
+    assert react.builder.branches.keys() == agent.builder.branches.keys() - {"extra"}
+    assert react.builder.branches["agent"] is not agent.builder.branches["agent"]
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_wrap_carries_over_a_text_prompt_of_create_react_agent():
+    policy = ScriptedPolicy(call_then_stop(PARIS))
+    agent = wrap_agent(fake_react_agent(prompt="You are a weather bot."), policy=policy, search=GREEDY, answer_model=FakeListChatModel(responses=["Sunny."]))
+    assert agent.builder.nodes["agent"].runnable.system_prompt == "You are a weather bot."
+    agent.invoke({"messages": [("user", "Weather in Paris?")]})
+    assert policy.seen[0][0] == {"role": "system", "content": "You are a weather bot."}
+    # an explicit system_prompt replaces it
+    agent = wrap_agent(fake_react_agent(prompt="You are a weather bot."), policy=policy, search=GREEDY, system_prompt="Mine.")
+    assert agent.builder.nodes["agent"].runnable.system_prompt == "Mine."
+    # no prompt: none
+    assert wrap_agent(fake_react_agent(), policy=policy, search=GREEDY).builder.nodes["agent"].runnable.system_prompt is None
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_wrap_refuses_a_callable_prompt_it_cannot_run_unless_replaced():
+    def my_prompt(state):
+        return [("system", "dynamic")] + state["messages"]
+
+    with pytest.raises(WrapError, match=r"model's prompt '.*my_prompt' is a callable.*pass system_prompt="):
+        wrap_agent(fake_react_agent(prompt=my_prompt), policy=ScriptedPolicy(lambda m: []), search=GREEDY)
+    agent = wrap_agent(fake_react_agent(prompt=my_prompt), policy=ScriptedPolicy(lambda m: []), search=GREEDY, system_prompt="Static.")
+    assert agent.builder.nodes["agent"].runnable.system_prompt == "Static."
+
+
+def test_wrap_create_agent_keeps_its_system_prompt_and_hook_middleware():
+    pytest.importorskip("langchain.agents")
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import ModelCallLimitMiddleware
+
+    model = GenericFakeChatModel(messages=iter([AIMessage("unused")] * 5))
+    original = create_agent(model, TOOLS, system_prompt="You answer weather questions.", middleware=[ModelCallLimitMiddleware(run_limit=5)])
+    policy = ScriptedPolicy(call_then_stop(PARIS), replies="Sunny.")
+    agent = wrap_agent(original, policy=policy, search=GREEDY)
+    node = agent.builder.nodes["model"].runnable
+    assert isinstance(node, ToolPRMNode) and node.system_prompt == "You answer weather questions."
+    assert "ModelCallLimitMiddleware.before_model" in agent.builder.nodes  # hook middleware: its own nodes, kept
+    out = agent.invoke({"messages": [("user", "Weather in Paris?")]})
+    assert executed == [{"name": "get_weather", "city": "Paris"}] and out["messages"][-1].content == "Sunny."
+    assert policy.seen[0][0] == {"role": "system", "content": "You answer weather questions."}
+
+
+def test_wrap_create_agent_refuses_wrap_model_call_middleware_by_name():
+    pytest.importorskip("langchain.agents")
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import ModelRequest, dynamic_prompt
+    from pydantic import BaseModel as PydanticModel
+
+    @dynamic_prompt
+    def by_user(request: ModelRequest) -> str:
+        return "dynamic"
+
+    model = GenericFakeChatModel(messages=iter([AIMessage("unused")] * 5))
+    original = create_agent(model, TOOLS, middleware=[by_user])
+    with pytest.raises(WrapError, match=r"middleware with wrap_model_call: by_user .*ToolPRMMiddleware"):
+        wrap_agent(original, policy=ScriptedPolicy(lambda m: []), search=GREEDY)
+
+    class Answer(PydanticModel):
+        text: str
+
+    structured = create_agent(model, TOOLS, response_format=Answer)
+    with pytest.raises(WrapError, match=r"response_format="):
+        wrap_agent(structured, policy=ScriptedPolicy(lambda m: []), search=GREEDY)
+    from toolprm_agents.errors import ToolPRMError
+
+    assert issubclass(WrapError, ToolPRMError)
+
+
+# ------------------------------------------------------------------------------------------
+# the public surface
+
+
+def test_the_public_surface_is_importable_from_the_package():
+    import toolprm_agents
+    from toolprm_agents import (
+        SearchConfig as TopSearchConfig,
+        ToolPRMError,
+        ToolPRMMiddleware,
+        ToolPRMNode as TopNode,
+        ToolPRMSearch,
+        create_toolprm_agent as top_create,
+        wrap_agent as top_wrap,
+    )
+    from toolprm_agents import middleware, search
+
+    assert TopNode is ToolPRMNode and top_create is create_toolprm_agent and top_wrap is wrap_agent
+    assert TopSearchConfig is SearchConfig and ToolPRMSearch is search.ToolPRMSearch
+    assert ToolPRMMiddleware is middleware.ToolPRMMiddleware
+    assert issubclass(WrapError, ToolPRMError) and toolprm_agents.WrapError is WrapError
+    names = {"ToolPRMNode", "ToolPRMMiddleware", "create_toolprm_agent", "wrap_agent", "SearchConfig", "ToolPRMSearch", "ToolPRMError"}
+    assert names <= set(toolprm_agents.__all__) and names <= set(dir(toolprm_agents))
+    with pytest.raises(AttributeError, match="no attribute 'ToolNode'"):
+        toolprm_agents.ToolNode  # internals and other libraries' names stay where they are
+
+
+def test_importing_the_package_stays_torch_free():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import toolprm_agents\n"
+        "from toolprm_agents import ToolPRMError\n"
+        "assert issubclass(ToolPRMError, Exception)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'langgraph', 'langchain') and sys.modules[m] is not None))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

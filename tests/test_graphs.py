@@ -108,7 +108,7 @@ def test_apibank_graph_executes_api_bank_calls():
     bank = ApiBank()
     policy = ScriptedPolicy(call_then_stop([{"name": "GetUserToken", "arguments": {"username": "JohnDoe", "password": "pass123"}}]))
     graph = module.build_graph(bank=bank, policy=policy, search=GREEDY, answer_model=FakeListChatModel(responses=["Done."]))
-    out = graph.invoke({"messages": [("user", "I am JohnDoe, password pass123. My token?")]}, {"configurable": {"tool_names": ["GetUserToken", "QueryBalance"]}})
+    out = graph.invoke({"messages": [("user", "I am JohnDoe, password pass123. My token?")]}, {"configurable": {"toolprm": {"tool_names": ["GetUserToken", "QueryBalance"]}}})
     assert [m.content for m in out["messages"] if isinstance(m, ToolMessage)] == ['{"token": "a9s8d7f6g5h4j3k2l1"}']
     assert policy.tool_names[0] == ["GetUserToken", "QueryBalance"]
     assert "a token comes from GetUserToken" in policy.seen[0][0]["content"]  # the graph's system prompt

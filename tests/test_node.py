@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 import time
 from typing import Callable, Sequence
@@ -24,8 +25,9 @@ from toolprm_agents.compute import Compute
 from toolprm_agents.node import ToolPRMNode
 from toolprm_agents.policy import Candidate, Policy, PolicySession, TransformersPolicy
 from toolprm_agents.schema import to_tool_spec, to_tool_specs, validate_call, ToolSpecError
-from toolprm_agents.scorers import JudgeConfig, LikelihoodScorer, ToolPRM
+from toolprm_agents.scorers import JudgeConfig, LikelihoodScorer, Scorer, ToolPRM
 from toolprm_agents.search import SearchConfig, SearchError
+from toolprm_agents.steps import StepParseError
 
 GREEDY = SearchConfig(strategy="greedy", max_string_length=24)
 TINY_BEAM = SearchConfig(beams=2, expand=2, max_string_length=6, max_calls=2, seed=1)
@@ -36,8 +38,15 @@ TINY_BEAM = SearchConfig(beams=2, expand=2, max_string_length=6, max_calls=2, se
 
 
 class ScriptedSession(PolicySession):
-    def __init__(self, plan, target, compute, fail: bool):
-        self.plan, self.target, self.compute, self.fail = plan, target, compute, fail
+    def __init__(self, plan, target, compute, fail: bool, policy=None):
+        self.plan, self.target, self.compute, self.fail, self.policy = plan, target, compute, fail, policy
+
+    def reply(self, messages, *, max_tokens=128):
+        if self.policy is None or self.policy.replies is None:
+            return super().reply(messages, max_tokens=max_tokens)
+        self.policy.replied.append((self, [dict(m) for m in messages]))
+        self.compute.tokens_generated += 3
+        return self.policy.replies
 
     def propose(self, answer, n, temperature):
         forced = self.plan.forced_step(answer)
@@ -45,7 +54,21 @@ class ScriptedSession(PolicySession):
             return [Candidate(forced)]
         if self.fail:
             return []  # no candidate: the search cannot complete
-        return [Candidate(self.target.steps[len(answer.steps)])]
+        k = len(answer.steps)
+        if self.policy is None or not self.policy.alternatives:
+            return [Candidate(self.target.steps[k])]
+        # weighted answers: each decision's candidates are the next steps of the answers that
+        # agree with it so far, with their conditional probability
+        ways: dict[str, list] = {}
+        for target, weight in [(self.target, self.policy.weight), *self._alternatives()]:
+            if len(target.steps) > k and tuple(target.steps[:k]) == tuple(answer.steps):
+                ways.setdefault(target.steps[k].text, [target.steps[k], 0.0])[1] += weight
+        total = sum(w for _, w in ways.values())
+        cands = [Candidate(step, logprob=math.log(w / total), prob=w / total) for step, w in ways.values()]
+        return sorted(cands, key=lambda c: -c.prob)[: max(n, 1)]
+
+    def _alternatives(self):
+        return [(self.plan.answer_from_calls(calls), w) for calls, w in self.policy.alternatives]
 
 
 class ScriptedPolicy(Policy):
@@ -54,8 +77,15 @@ class ScriptedPolicy(Policy):
     Records every conversation it was asked about in ``seen`` (normalised messages).
     """
 
-    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False):
+    def __init__(self, decide: Callable[[list[dict]], list[dict]], *, fail: bool = False, replies: str | None = None,
+                 weight: float = 1.0, alternatives: Sequence[tuple[list[dict], float]] = ()):
         self.decide, self.fail = decide, fail
+        # other answers with their weights (the decided answer has ``weight``): each decision then
+        # offers the candidates these answers take there, with their conditional probabilities
+        self.weight, self.alternatives = weight, list(alternatives)
+        self.replies = replies  # the text its sessions' reply() gives (None: no text answers)
+        self.replied: list[tuple[PolicySession, list[dict]]] = []
+        self.sessions: list[PolicySession] = []
         self.seen: list[list[dict]] = []
         self.tool_names: list[list[str]] = []  # the tools each search offered
         self.lock = threading.RLock()
@@ -63,8 +93,12 @@ class ScriptedPolicy(Policy):
     def session(self, messages, plan, compute, *, seed=0):
         self.seen.append([dict(m) for m in messages])
         self.tool_names.append([t.name for t in plan.tools])
-        target = plan.answer_from_calls(self.decide(list(messages)))
-        return ScriptedSession(plan, target, compute, self.fail)
+        try:
+            target = plan.answer_from_calls(self.decide(list(messages)))
+        except StepParseError:  # the plan forbids this answer (e.g. no call when a call is required)
+            target = None
+        self.sessions.append(ScriptedSession(plan, target, compute, self.fail, self))
+        return self.sessions[-1]
 
 
 def call_then_stop(calls: list[dict]) -> Callable[[list[dict]], list[dict]]:
@@ -165,10 +199,10 @@ def test_tool_names_restrict_the_search_per_invocation():
     policy = ScriptedPolicy(lambda m: [{"name": "calculate", "arguments": {"expression": "1"}}])
     node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY)
     node.invoke({"messages": [HumanMessage("x")]})
-    node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"tool_names": ["calculate"]}})
+    node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"tool_names": ["calculate"]}}})
     assert policy.tool_names == [["get_weather", "calculate"], ["calculate"]]
     with pytest.raises(ValueError, match=r"tool_names \['nope'\] are not among the tools"):
-        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"tool_names": ["nope"]}})
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"tool_names": ["nope"]}}})
 
 
 def test_bad_tools_fail_at_construction():
@@ -191,16 +225,42 @@ def test_no_call_answers_in_text_with_the_answer_model():
     assert meta["reason"] == "no_call" and meta["answered_by"] == "answer_model" and meta["complete"] is True
 
 
-def test_no_call_answers_in_text_with_the_policy_model(tiny_model_dir, tiny_policy):
-    # a policy that decides "no call" but writes its text with the tiny model
-    class NoCall(ScriptedPolicy):
-        model, tokenizer, prompt_format = tiny_policy.model, tiny_policy.tokenizer, tiny_policy.prompt_format
-
-    node = ToolPRMNode(TOOLS, policy=NoCall(lambda m: []), config=GREEDY, max_answer_tokens=8)
+def test_no_call_answers_in_text_through_the_search_policy_session():
+    policy = ScriptedPolicy(lambda m: [], replies="Hello from the policy.")
+    node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY, max_answer_tokens=8)
     msg = node.invoke({"messages": [HumanMessage("Hi!")]})["messages"][0]
-    assert msg.tool_calls == [] and isinstance(msg.content, str) and msg.content
+    assert msg.tool_calls == [] and msg.content == "Hello from the policy."
     meta = msg.response_metadata["toolprm"]
-    assert meta["answered_by"] == "policy" and 0 < meta["answer_tokens"] <= 8
+    assert meta["answered_by"] == "policy" and meta["answer_tokens"] == 3 and meta["reason"] == "no_call"
+    # the reply came from the session the search ran in, over plain chat
+    (session, chat), = policy.replied
+    assert session is policy.sessions[0] and len(policy.sessions) == 1
+    assert [c["role"] for c in chat] == ["system", "user"] and chat[-1]["content"] == "Hi!"
+
+
+def test_a_policy_without_text_answers_lists_the_tool_results():
+    node = ToolPRMNode(TOOLS, policy=ScriptedPolicy(lambda m: []), config=GREEDY)  # its sessions raise NotImplementedError
+    history = [
+        HumanMessage("Weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}]),
+        ToolMessage("Sunny, 21 C in Paris", tool_call_id="c1"),
+    ]
+    msg = node.invoke({"messages": history})["messages"][0]
+    assert msg.response_metadata["toolprm"]["answered_by"] == "tool_results"
+    assert msg.content == 'Tool results:\nget_weather({"city": "Paris"}) returned: Sunny, 21 C in Paris'
+
+
+def test_the_tiny_model_answers_through_its_session_when_no_search_ran(tiny_policy):
+    node = ToolPRMNode(TOOLS, policy=tiny_policy, config=GREEDY, max_tool_rounds=1, max_answer_tokens=8)
+    history = [
+        HumanMessage("Weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1", "type": "tool_call"}]),
+        ToolMessage("Sunny, 21 C in Paris", tool_call_id="c1"),
+    ]
+    msg = node.invoke({"messages": history})["messages"][0]
+    meta = msg.response_metadata["toolprm"]
+    assert meta["reason"] == "max_tool_rounds" and meta["answered_by"] == "policy"
+    assert 0 < meta["answer_tokens"] <= 8 and isinstance(msg.content, str) and msg.content
 
 
 def test_text_answer_sees_this_turns_tool_results():
@@ -263,7 +323,7 @@ def test_max_tool_rounds_and_remaining_steps_stop_the_search():
     assert msg.content == "done" and msg.response_metadata["toolprm"]["reason"] == "max_tool_rounds"
     assert policy.seen == []  # no search was run
     # per invocation: a higher bound lets it call again
-    msg = node.invoke({"messages": history}, {"configurable": {"max_tool_rounds": 3}})["messages"][0]
+    msg = node.invoke({"messages": history}, {"configurable": {"toolprm": {"max_tool_rounds": 3}}})["messages"][0]
     assert msg.tool_calls and len(policy.seen) == 1
     msg = node.invoke({"messages": [HumanMessage("count")], "remaining_steps": 1})["messages"][0]
     assert msg.response_metadata["toolprm"]["reason"] == "remaining_steps" and len(policy.seen) == 1
@@ -277,7 +337,7 @@ def test_configurable_overrides_take_effect(tiny_policy):
     node = ToolPRMNode(TOOLS, policy=tiny_policy, scorer=LikelihoodScorer(), config=GREEDY)
     msg = node.invoke(
         {"messages": [("user", "Weather in Paris?")]},
-        {"configurable": {"strategy": "beam", "N": 1, "M": 2, "temperature": 1.0, "seed": 3, "aggregation": "min", "max_calls": 2, "max_string_length": 6, "thread_id": "x"}},
+        {"configurable": {"thread_id": "x", "toolprm": {"strategy": "beam", "N": 1, "M": 2, "temperature": 1.0, "seed": 3, "aggregation": "min", "max_calls": 2, "max_string_length": 6}}},
     )["messages"][0]
     meta = msg.response_metadata["toolprm"]
     assert (meta["strategy"], meta["beams"], meta["expand"], meta["aggregation"]) == ("beam", 1, 2, "min")
@@ -288,7 +348,33 @@ def test_configurable_overrides_take_effect(tiny_policy):
     msg = node.invoke({"messages": [("user", "Weather?")]}, {"configurable": {"toolprm": {"strategy": "best_of_n", "beams": 2, "max_calls": 1, "max_string_length": 6, "scorer": "likelihood"}}})["messages"][0]
     assert msg.response_metadata["toolprm"]["strategy"] == "best_of_n"
     with pytest.raises(SearchError, match="unknown strategy"):
-        node.invoke({"messages": [("user", "x")]}, {"configurable": {"strategy": "bogus"}})
+        node.invoke({"messages": [("user", "x")]}, {"configurable": {"toolprm": {"strategy": "bogus"}}})
+
+
+def test_settings_keys_are_the_searchconfig_fields_and_old_keys_warn():
+    policy = ScriptedPolicy(lambda m: [{"name": "calculate", "arguments": {"expression": "1"}}])
+    node = ToolPRMNode(TOOLS, policy=policy, config=GREEDY)
+    # a field the old key list never had (budget_tokens) is a setting now, since keys come from SearchConfig
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the nested form gives no warning
+        msg = node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"budget_tokens": 5, "max_calls": 1}}})["messages"][0]
+    assert msg.tool_calls
+    with pytest.warns(DeprecationWarning, match=r"top-level configurable keys \['seed'\] are deprecated"):
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"seed": 4, "thread_id": "t"}})
+    # nested wins over the deprecated top level
+    with pytest.warns(DeprecationWarning):
+        msg = node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"strategy": "bogus", "toolprm": {"strategy": "greedy"}}})["messages"][0]
+    assert msg.response_metadata["toolprm"]["strategy"] == "greedy"
+    from toolprm_agents.errors import ToolPRMError
+    from toolprm_agents.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"unknown setting configurable\[.toolprm.\]\[.beam.\]") as err:
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"beam": 3}}})
+    assert isinstance(err.value, ToolPRMError) and "budget_tokens" in str(err.value)  # lists the real keys
+    with pytest.raises(SettingsError, match="must be a dict"):
+        node.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": "beam"}})
 
 
 def test_scorer_is_loaded_once_and_shares_the_policy_lock(tiny_policy, tiny_prm):
@@ -408,3 +494,118 @@ def test_two_concurrent_invocations_share_one_model(tiny_policy, tiny_prm):
         calls_a = [(c["name"], c["args"]) for m in a["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
         calls_b = [(c["name"], c["args"]) for m in b["messages"] if isinstance(m, AIMessage) for c in m.tool_calls]
         assert calls_a == calls_b  # same seed, same answers: the searches did not disturb each other
+
+
+# ------------------------------------------------------------------------------------------
+# confidence, runner-up answers, abstention
+
+BOOK = [{"name": "book_flight", "arguments": {"flight_no": "LH40", "seat": "12A"}}]
+BOOK_OTHER = [{"name": "book_flight", "arguments": {"flight_no": "LH41", "seat": "12A"}}]
+
+
+@tool
+def book_flight(flight_no: str, seat: str) -> str:
+    """Book a seat on a flight."""
+    return f"booked {flight_no} seat {seat}"
+
+
+class UnusedScorer(Scorer):
+    """A scorer the search must not call (judge_weight=0: the policy's own ranking)."""
+
+    name = "unused"
+
+    def session(self, messages, plan, compute, *, policy_session=None):
+        raise AssertionError("judge_weight=0 must not open a scorer session")
+
+
+POLICY_RANKED = SearchConfig(beams=2, expand=2, max_calls=1, judge_weight=0.0)
+
+
+def unsure_flight_policy(**kw):
+    """The flight number is a 60/40 choice between LH40 and LH41; everything else is sure."""
+    return ScriptedPolicy(lambda m: BOOK, weight=0.6, alternatives=[(BOOK_OTHER, 0.4)], **kw)
+
+
+def test_metadata_has_argument_scores_confidence_and_ranked_runner_ups():
+    node = ToolPRMNode([book_flight], policy=unsure_flight_policy(), scorer=UnusedScorer(), config=POLICY_RANKED)
+    msg = node.invoke({"messages": [HumanMessage("Book me on LH40 or LH41, seat 12A")]})["messages"][0]
+    assert msg.tool_calls[0]["args"] == {"flight_no": "LH40", "seat": "12A"}
+    meta = msg.response_metadata["toolprm"]
+    args = {r["arg"]: r for r in meta["argument_scores"] if r["kind"] == "ARG"}
+    assert args["flight_no"]["value"] == "LH40" and args["flight_no"]["score"] == pytest.approx(0.6)
+    assert args["seat"]["score"] == pytest.approx(1.0)
+    assert meta["confidence"] == pytest.approx(0.6)  # the weakest step
+    (runner_up,) = meta["alternatives"]  # the chosen answer is not repeated among them
+    assert runner_up["calls"] == [{"name": "book_flight", "arguments": {"flight_no": "LH41", "seat": "12A"}}]
+    assert 0 < runner_up["score"] < meta["score"]
+
+
+def test_abstain_below_answers_in_text_naming_the_uncertain_argument():
+    node = ToolPRMNode([book_flight], policy=unsure_flight_policy(), scorer=UnusedScorer(), config=POLICY_RANKED, abstain_below=0.7)
+    msg = node.invoke({"messages": [HumanMessage("Book me on LH40 or LH41, seat 12A")]})["messages"][0]
+    assert msg.tool_calls == []
+    assert "flight_no" in msg.content and "LH40" in msg.content and "0.60" in msg.content
+    meta = msg.response_metadata["toolprm"]
+    assert meta["reason"] == "abstain" and meta["answered_by"] == "abstention" and meta["abstain_below"] == 0.7
+    assert meta["uncertain"]["arg"] == "flight_no" and meta["abstained_calls"] == BOOK
+    assert meta["alternatives"][0]["calls"] == BOOK_OTHER
+    # per run: a lower threshold makes the call; a sure answer is never held back
+    msg = node.invoke({"messages": [HumanMessage("Book LH40, 12A")]}, {"configurable": {"toolprm": {"abstain_below": 0.5}}})["messages"][0]
+    assert msg.tool_calls and msg.tool_calls[0]["args"]["flight_no"] == "LH40"
+    sure = ToolPRMNode([book_flight], policy=ScriptedPolicy(lambda m: BOOK), config=GREEDY, abstain_below=0.99)
+    assert sure.invoke({"messages": [HumanMessage("Book LH40, 12A")]})["messages"][0].tool_calls
+    from toolprm_agents.node import NodeInputError
+
+    with pytest.raises(NodeInputError, match="abstain_below must be a confidence in"):
+        ToolPRMNode([book_flight], policy=ScriptedPolicy(lambda m: BOOK), abstain_below=1.5)
+    with pytest.raises(NodeInputError, match="abstain_below"):
+        sure.invoke({"messages": [HumanMessage("x")]}, {"configurable": {"toolprm": {"abstain_below": "high"}}})
+
+
+def test_astream_events_v2_shows_each_search_round_as_a_custom_event():
+    policy = ScriptedPolicy(call_then_stop([{"name": "get_weather", "arguments": {"city": "Paris"}}]), replies="Sunny.")
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", ToolPRMNode(TOOLS, policy=policy, config=GREEDY))
+    builder.add_node("tools", ToolNode(TOOLS))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    graph = builder.compile()
+
+    async def collect():
+        return [ev async for ev in graph.astream_events({"messages": [("user", "Weather in Paris?")]}, version="v2")
+                if ev["event"] == "on_custom_event"]
+
+    events = asyncio.run(collect())
+    names = [e["name"] for e in events]
+    assert "toolprm_round" in names and names.count("toolprm_result") == 2  # one search per agent step
+    first_round = next(e for e in events if e["name"] == "toolprm_round")
+    assert first_round["data"]["type"] == "round" and first_round["data"]["candidates"]
+    assert first_round["metadata"]["langgraph_node"] == "agent"
+    result = next(e for e in events if e["name"] == "toolprm_result")
+    assert result["data"]["calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    # the synchronous path dispatches them too (to any callback handler)
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self):
+            self.names = []
+
+        def on_custom_event(self, name, data, **kwargs):
+            self.names.append(name)
+
+    rec = Recorder()
+    graph.invoke({"messages": [("user", "Weather in Paris?")]}, {"callbacks": [rec]})
+    assert rec.names.count("toolprm_result") == 2 and "toolprm_round" in rec.names
+
+
+def test_a_search_keeps_its_policy_session_only_when_asked():
+    from toolprm_agents.search import ToolPRMSearch
+
+    policy = ScriptedPolicy(lambda m: BOOK)
+    search = ToolPRMSearch(policy, None, GREEDY)
+    assert search.search("Book LH40, 12A", [book_flight]).session is None  # its KV caches are not held on to
+    kept = search.search("Book LH40, 12A", [book_flight], keep_session=True)
+    assert kept.session is policy.sessions[-1] and kept.confidence == pytest.approx(1.0)
+    assert kept.weakest_argument()["kind"] in {"FUNC_NAME", "ARG", "PARAM_FINISH", "FUNC_FINISH", "TOTAL_FINISH"}
+    assert kept.runner_ups() == [] and "confidence" in kept.to_dict()

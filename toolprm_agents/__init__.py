@@ -1,10 +1,17 @@
 """toolprm-agents: ToolPRM-guided fine-grained search for LLM tool calls.
 
-The public surface, in the order data flows (schemas -> steps -> policy/scorer -> search)::
+The public surface: the LangGraph/LangChain integration first (a middleware for
+``langchain.agents.create_agent``, a node for your own graph, a ready-made agent, and
+wrapping an agent you have), then the search itself, in the order data flows (schemas ->
+steps -> policy/scorer -> search)::
 
-    from toolprm_agents import ToolPRMSearch, SearchConfig, TransformersPolicy
+    from toolprm_agents import ToolPRMMiddleware, ToolPRMNode, create_toolprm_agent, wrap_agent
+    from toolprm_agents import ToolPRMSearch, SearchConfig, TransformersPolicy, ToolPRMError
     search = ToolPRMSearch(TransformersPolicy(), "toolprm", SearchConfig(beams=2, expand=8))
     search.search("What's the weather in Paris?", [get_weather]).tool_calls()
+
+Every name is imported on first use, so ``import toolprm_agents`` loads neither torch nor
+LangGraph.
 """
 
 from typing import TYPE_CHECKING
@@ -12,6 +19,12 @@ from typing import TYPE_CHECKING
 # Names are imported on first use (PEP 562), so ``import toolprm_agents.backends.openai_server``
 # does not load torch through this package's __init__.
 _EXPORTS = {
+    "ToolPRMError": ".errors",
+    "ToolPRMMiddleware": ".middleware",
+    "ToolPRMNode": ".node",
+    "create_toolprm_agent": ".agent",
+    "wrap_agent": ".agent",
+    "WrapError": ".agent",
     "Compute": ".compute",
     "Candidate": ".interfaces",
     "Policy": ".interfaces",
@@ -55,6 +68,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .agent import WrapError, create_toolprm_agent, wrap_agent
+    from .errors import ToolPRMError
+    from .middleware import ToolPRMMiddleware
+    from .node import ToolPRMNode
     from .compute import Compute
     from .interfaces import Candidate, Policy, PolicySession, Scorer
     from .judges import JudgeConfig
@@ -67,6 +84,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __version__ = "0.1.0"
 
 __all__ = [
+    "ToolPRMError",
+    "ToolPRMMiddleware",
+    "ToolPRMNode",
+    "WrapError",
+    "create_toolprm_agent",
+    "wrap_agent",
     "Call",
     "Candidate",
     "CoarsePRM",

@@ -1,4 +1,4 @@
-"""Moved to :mod:`toolprm_agents.apibank` (kept until graphs/ and examples/ import it from there)."""
+"""Moved to :mod:`toolprm_agents.apibank`; this module only re-exports it for old imports."""
 
 from .apibank import DATA_DIR, ApiBank, ApiBankError, api_specs
 

@@ -8,8 +8,9 @@ the ``messages`` state, runs a ToolPRM-guided search over the decisions of a fun
 
 so :class:`~langgraph.prebuilt.ToolNode` executes the calls and
 :func:`~langgraph.prebuilt.tools_condition` routes on them. When the best answer is "no
-call", the node answers in text -- with the policy model (greedy, a short reply) or with
-a LangChain chat model given as ``answer_model`` -- and the graph ends.
+call", the node answers in text -- with the policy (its session's
+:meth:`~toolprm_agents.interfaces.PolicySession.reply`: greedy, a short reply) or with a
+LangChain chat model given as ``answer_model`` -- and the graph ends.
 
 Example:
     ```python
@@ -35,15 +36,29 @@ Example:
 Details:
 
 * **Search details** go into the message's ``response_metadata["toolprm"]``: strategy,
-  score, step scores, compute, whether the search completed, and for a text answer why
-  the node answered instead of calling (``reason``).
-* **Per-invocation settings** come from ``config["configurable"]`` (top level, or inside a
-  ``"toolprm"`` dict): ``strategy``, ``beams`` (alias ``N``), ``expand`` (alias ``M``),
-  ``scorer``, ``temperature``, ``seed``, ``aggregation``, ``max_calls``,
-  ``max_tool_rounds``, and ``tool_names`` (search over these of the node's tools only).
-* **Streaming**: every search round is written to LangGraph's custom stream
+  score, step scores, compute, whether the search completed, ``confidence`` (the weakest
+  step's score), ``argument_scores`` (each decided step: function, argument, value,
+  score), ``alternatives`` (the ranked runner-up answers with their scores), and for a
+  text answer why the node answered instead of calling (``reason``). The scores are the
+  judge's (or the policy's) step probabilities, *not calibrated* probabilities of being
+  right.
+* **Abstention**: with ``abstain_below`` set, a call whose confidence is below it is not
+  made; the node answers in text naming the argument it is unsure of (``reason:
+  "abstain"``, the would-be calls and the weakest step in the metadata).
+* **Per-invocation settings** live in ``config["configurable"]["toolprm"]``, a dict whose
+  keys are the :class:`~toolprm_agents.search.SearchConfig` fields (``strategy``, ``beams``
+  (alias ``N``), ``expand`` (alias ``M``), ``rank``, ``gate``, ``temperature``, ``seed``,
+  ``aggregation``, ``budget_seconds``, ``budget_tokens``, ``max_calls``, ... -- all of
+  them, see :data:`toolprm_agents.settings.SEARCH_KEYS`) and ``scorer``,
+  ``max_tool_rounds``, ``tool_names`` (search over these of the node's tools only) and
+  ``abstain_below``. The old top-level keys (``configurable["strategy"]``, ``["N"]``, ...)
+  still work, with a ``DeprecationWarning``. See :mod:`toolprm_agents.settings`.
+* **Streaming and callbacks**: every search round is written to LangGraph's custom stream
   (``stream_mode="custom"``) as ``{"toolprm": {"type": "round", "round", "beams",
-  "candidates": [...]}}``, and the outcome as ``{"toolprm": {"type": "result", ...}}``.
+  "candidates": [...]}}``, and the outcome as ``{"toolprm": {"type": "result", ...}}``;
+  the same dicts go to the run's callbacks as custom events ``toolprm_round`` and
+  ``toolprm_result`` (``astream_events(version="v2")``, LangSmith). See
+  :mod:`toolprm_agents.events`.
 * **Async**: ``ainvoke``/``astream`` run the model work in a worker thread
   (``asyncio.to_thread``), so the event loop stays free. One loaded model serves
   concurrent invocations; its forward passes are serialised by the policy's lock.
@@ -64,7 +79,7 @@ import json
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -74,29 +89,24 @@ try:  # the base of langgraph's own ToolNode
 except ImportError:  # pragma: no cover - older langgraph
     from langgraph.utils.runnable import RunnableCallable  # type: ignore[no-redef]
 
+from .compute import Compute
 from .context import PromptTooLongError
-from .prompt import CHATML, normalize_messages
+from .errors import ToolPRMError
+from .events import SearchEvents
+from .prompt import normalize_messages
 from .schema import ToolSpec, to_tool_specs
 from .scorers import Scorer
 from .search import SearchConfig, SearchResult, ToolPRMSearch
+from .settings import run_settings
+from .steps import StepPlan
 
-AnswerReason = Literal["no_call", "repeat", "max_tool_rounds", "remaining_steps", "incomplete", "error"]
+AnswerReason = Literal["no_call", "repeat", "max_tool_rounds", "remaining_steps", "incomplete", "error", "abstain", "tool_choice"]
 
 ANSWER_SYSTEM = "You are a helpful assistant. Reply in English, in one or two short sentences."
 
-SEARCH_KEYS = ("strategy", "beams", "expand", "aggregation", "temperature", "seed", "max_calls", "max_string_length", "max_array_items", "allow_no_call", "max_rounds")
-ALIASES = {"N": "beams", "M": "expand", "n": "beams", "m": "expand"}
-NODE_KEYS = ("scorer", "max_tool_rounds", "tool_names")
 
-
-def _stream_writer() -> Callable[[Any], None]:
-    """LangGraph's custom-stream writer, or a no-op outside a graph run."""
-    try:
-        from langgraph.config import get_stream_writer
-
-        return get_stream_writer()
-    except Exception:  # not inside a runnable context
-        return lambda _chunk: None
+class NodeInputError(ToolPRMError, ValueError):
+    """The node's input or options are unusable: no messages, no tools, unknown tool names, a bad bound."""
 
 
 def _call_key(name: str, args: dict) -> str:
@@ -113,10 +123,12 @@ class _Turn:
     scorer: Any
     max_tool_rounds: int | None
     remaining_steps: int | None
-    writer: Callable[[Any], None]
+    events: SearchEvents
     input_is_list: bool
+    abstain_below: float | None = None
     previous_calls: set[str] = field(default_factory=set)
     rounds: int = 0
+    session: Any = None  # the search's policy session, for a text answer by the policy
 
 
 class ToolPRMNode(RunnableCallable):
@@ -157,6 +169,21 @@ class ToolPRMNode(RunnableCallable):
         answer_system: the system prompt of a text answer written by the policy model.
         include_trace: put the search trace (every round's candidates) in
             ``response_metadata["toolprm"]["trace"]``.
+        abstain_below: a confidence (the chosen answer's weakest step score, in [0, 1])
+            below which the node makes no call and answers in text, naming the argument it
+            is unsure of (``None``: never abstain). The scores are not calibrated: pick the
+            threshold on your own data.
+
+    Per-run settings (``config["configurable"]["toolprm"]``, a dict): every
+    :class:`~toolprm_agents.search.SearchConfig` field, ``N``/``M`` for ``beams``/``expand``,
+    ``scorer``, ``max_tool_rounds``, ``tool_names`` and ``abstain_below``. Top-level
+    ``configurable`` keys (``strategy``, ``beams``, ``expand``, ``N``, ``M``,
+    ``aggregation``, ``temperature``, ``seed``, ``max_calls``, ``max_string_length``,
+    ``max_array_items``, ``allow_no_call``, ``max_rounds``, ``scorer``,
+    ``max_tool_rounds``, ``tool_names``) are deprecated but still read.
+
+    Events: each search round is streamed (``stream_mode="custom"``) and dispatched as the
+    custom callback event ``toolprm_round``; the outcome as ``toolprm_result``.
 
     Example:
         >>> node = ToolPRMNode([get_weather], config=SearchConfig(strategy="greedy"))  # doctest: +SKIP
@@ -182,6 +209,7 @@ class ToolPRMNode(RunnableCallable):
         max_answer_tokens: int = 64,
         answer_system: str = ANSWER_SYSTEM,
         include_trace: bool = False,
+        abstain_below: float | None = None,
     ) -> None:
         super().__init__(self._func, self._afunc, name=name, trace=False)
         if tools is not None and hasattr(tools, "tools_by_name"):  # a ToolNode
@@ -195,8 +223,9 @@ class ToolPRMNode(RunnableCallable):
         self.tools_key = tools_key
         self.system_prompt = system_prompt
         if max_tool_rounds is not None and max_tool_rounds < 1:
-            raise ValueError(f"max_tool_rounds must be at least 1 or None, got {max_tool_rounds}")
+            raise NodeInputError(f"max_tool_rounds must be at least 1 or None, got {max_tool_rounds}")
         self.max_tool_rounds = max_tool_rounds
+        self.abstain_below = _check_threshold(abstain_below)
         self.stop_on_repeat = stop_on_repeat
         self.max_answer_tokens = max_answer_tokens
         self.answer_system = answer_system
@@ -252,23 +281,31 @@ class ToolPRMNode(RunnableCallable):
 
     def _func(self, input: Any, config: RunnableConfig) -> Any:
         turn = self._prepare(input, config)
+        return self._output(turn, self._respond(turn, config))
+
+    async def _afunc(self, input: Any, config: RunnableConfig) -> Any:
+        turn = self._prepare(input, config, loop=asyncio.get_running_loop())
+        return self._output(turn, await self._arespond(turn, config))
+
+    def _respond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
+        """The node's message for a prepared turn: tool calls, or a text answer."""
         message = self._decide(turn)
         if isinstance(message, tuple):  # answer in text
             message = self._answer_sync(turn, *message, config)
-        return self._output(turn, message)
+        return message
 
-    async def _afunc(self, input: Any, config: RunnableConfig) -> Any:
-        turn = self._prepare(input, config)
+    async def _arespond(self, turn: _Turn, config: RunnableConfig | None = None) -> AIMessage:
+        """:meth:`_respond` with the model work in a worker thread."""
         message = await asyncio.to_thread(self._decide, turn)
         if isinstance(message, tuple):  # answer in text
             if self.answer_model is not None:
                 message = await self._answer_with_model_async(turn, *message, config)
             else:
                 message = await asyncio.to_thread(self._answer_sync, turn, *message, config)
-        return self._output(turn, message)
+        return message
 
     # -- steps -----------------------------------------------------------------------------
-    def _prepare(self, state: Any, config: RunnableConfig | None) -> _Turn:
+    def _prepare(self, state: Any, config: RunnableConfig | None, *, loop: asyncio.AbstractEventLoop | None = None) -> _Turn:
         input_is_list = isinstance(state, list)
         if input_is_list:
             messages, raw_tools, remaining = state, None, None
@@ -280,41 +317,42 @@ class ToolPRMNode(RunnableCallable):
             messages = getattr(state, "llm_input_messages", None) or getattr(state, self.messages_key, None)
             raw_tools = getattr(state, self.tools_key, None)
             remaining = getattr(state, "remaining_steps", None)
-        if not messages:
-            raise ValueError(f"{self.name}: no messages in the state (expected a non-empty {self.messages_key!r} list)")
-        messages = [_as_message(m) for m in messages]
-        if self.tool_specs is not None:
-            specs = self.tool_specs
-        elif raw_tools:
-            specs = to_tool_specs(raw_tools)
-        else:
-            raise ValueError(
+        if self.tool_specs is None and not raw_tools:
+            raise NodeInputError(
                 f"{self.name}: no tools: pass tools to ToolPRMNode or put them in the state under {self.tools_key!r}"
             )
-        settings = _configurable(config)
+        return self.make_turn(messages, None if self.tool_specs is not None else raw_tools, config,
+                              remaining_steps=remaining, input_is_list=input_is_list, loop=loop)
+
+    def make_turn(self, messages: Sequence[Any], tools: Sequence[Any] | None, config: RunnableConfig | None, *,
+                  remaining_steps: int | None = None, input_is_list: bool = False,
+                  loop: asyncio.AbstractEventLoop | None = None) -> _Turn:
+        """One invocation's work: the conversation, the tools (``None``: the node's), the run's settings."""
+        if not messages:
+            raise NodeInputError(f"{self.name}: no messages in the state (expected a non-empty {self.messages_key!r} list)")
+        messages = [_as_message(m) for m in messages]
+        specs = self.tool_specs if tools is None else to_tool_specs(tools)
+        if not specs:
+            raise NodeInputError(f"{self.name}: no tools to search over")
+        settings = run_settings(config, owner=self.name)
         names = settings.get("tool_names")
         if names:
             by_name = {s.name: s for s in specs}
             missing = [n for n in names if n not in by_name]
             if missing:
-                raise ValueError(f"{self.name}: configurable tool_names {missing} are not among the tools {sorted(by_name)}")
+                raise NodeInputError(f"{self.name}: configurable tool_names {missing} are not among the tools {sorted(by_name)}")
             specs = [by_name[n] for n in names]
-        search_changes = {}
-        for key, value in settings.items():
-            key = ALIASES.get(key, key)
-            if key in SEARCH_KEYS and value is not None:
-                search_changes[key] = value
-        search_config = self.config.replace(**search_changes) if search_changes else self.config
-        max_rounds = settings.get("max_tool_rounds", self.max_tool_rounds)
+        search_config = self.config.replace(**settings.search) if settings.search else self.config
         turn = _Turn(
             messages=messages,
             tools=list(specs),
             config=search_config,
             scorer=settings.get("scorer"),
-            max_tool_rounds=max_rounds,
-            remaining_steps=remaining,
-            writer=_stream_writer(),
+            max_tool_rounds=settings.get("max_tool_rounds", self.max_tool_rounds),
+            remaining_steps=remaining_steps,
+            events=SearchEvents(config, loop),
             input_is_list=input_is_list,
+            abstain_below=_check_threshold(settings.get("abstain_below", self.abstain_below)),
         )
         # calls made since the last user message (this turn of the conversation)
         for m in reversed(messages):
@@ -334,23 +372,26 @@ class ToolPRMNode(RunnableCallable):
         cfg = turn.config
         scorer = None if cfg.strategy == "greedy" else self.get_scorer(turn.scorer)
         search = ToolPRMSearch(self.policy, scorer, cfg)
-
-        def on_event(event: dict) -> None:
-            turn.writer({"toolprm": event})
-
         try:
-            result = search.search(self._conversation(turn.messages), turn.tools, config=cfg, on_event=on_event)
+            result = search.search(self._conversation(turn.messages), turn.tools, config=cfg, on_event=turn.events,
+                                   keep_session=self.answer_model is None)
         except PromptTooLongError as exc:
             meta = {"complete": False, "error": str(exc), "strategy": cfg.strategy}
-            turn.writer({"toolprm": {"type": "result", **meta}})
+            turn.events({"type": "result", **meta})
             return _error_message(f"ToolPRM could not search for a tool call: {exc}", meta)
+        turn.session = result.session
         meta = self._metadata(result, scorer)
-        turn.writer({"toolprm": {"type": "result", "calls": result.tool_calls(), "complete": result.complete, "score": result.score, "error": result.error}})
+        turn.events({"type": "result", "calls": result.tool_calls(), "complete": result.complete, "score": result.score,
+                     "confidence": result.confidence, "error": result.error})
         if not result.complete:
             return _error_message(f"ToolPRM could not complete a tool call: {result.error}", meta)
         calls = result.tool_calls()
         if not calls:
             return "no_call", meta
+        if turn.abstain_below is not None and result.confidence is not None and result.confidence < turn.abstain_below:
+            weakest = result.weakest_argument()
+            meta.update(abstained_calls=calls, uncertain=weakest, abstain_below=turn.abstain_below)
+            return _text_message(abstention_text(weakest, result.confidence, result.runner_ups()), "abstain", meta, source="abstention")
         if self.stop_on_repeat and turn.previous_calls:
             fresh = [c for c in calls if _call_key(c["name"], c["arguments"]) not in turn.previous_calls]
             if len(fresh) < len(calls):
@@ -378,6 +419,9 @@ class ToolPRMNode(RunnableCallable):
             "scorer": getattr(scorer, "name", None) if scorer is not None else None,
             "score": result.score,
             "step_scores": list(result.step_scores),
+            "confidence": result.confidence,
+            "argument_scores": result.argument_scores(),
+            "alternatives": result.runner_ups(),
             "complete": result.complete,
             "rounds": len(result.trace),
             "compute": result.compute.to_dict(),
@@ -401,52 +445,36 @@ class ToolPRMNode(RunnableCallable):
         if self.answer_model is not None:
             reply = self.answer_model.invoke(self._conversation(turn.messages), config)
             return _text_message(_reply_text(reply), reason, meta, source="answer_model")
-        text, n_tokens = self._generate(turn.messages)
-        return _text_message(text, reason, {**meta, "answer_tokens": n_tokens}, source="policy")
+        return self._answer_with_policy(turn, reason, meta)
 
     async def _answer_with_model_async(self, turn: _Turn, reason: AnswerReason, meta: dict, config: RunnableConfig | None) -> AIMessage:
         reply = await self.answer_model.ainvoke(self._conversation(turn.messages), config)
         return _text_message(_reply_text(reply), reason, meta, source="answer_model")
 
-    def _generate(self, messages: list[BaseMessage]) -> tuple[str, int]:
-        """A short greedy reply by the policy model, the current turn's tool results in its system prompt."""
-        policy = self.policy
-        model, tokenizer = getattr(policy, "model", None), getattr(policy, "tokenizer", None)
-        chat = _answer_chat(self._conversation(messages), self.answer_system)
-        if model is None or tokenizer is None:  # a policy without a local model: report the results
-            return _fallback_reply(messages), 0
-        import torch
+    def _answer_with_policy(self, turn: _Turn, reason: AnswerReason, meta: dict) -> AIMessage:
+        """A short greedy reply through the policy session (:meth:`PolicySession.reply`).
 
-        from .context import model_context_window
-
-        fmt = getattr(policy, "prompt_format", None)
-        template = getattr(fmt, "chat_template", None) or getattr(tokenizer, "chat_template", None) or CHATML
-        window = model_context_window(model) - self.max_answer_tokens
-        while True:
-            text = tokenizer.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(ids) <= window or len(chat) <= 2:
-                ids = ids[-window:]
-                break
-            chat = [chat[0], *chat[2:]]  # drop the oldest turn
-        stop = [i for i in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} if isinstance(i, int) and i >= 0]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
-        lock = getattr(policy, "lock", None) or threading.RLock()
-        with lock, torch.inference_mode():
-            out = model.generate(
-                input_ids=torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                max_new_tokens=self.max_answer_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=stop or None,
-                pad_token_id=pad,
-            )
-        new = out[0, len(ids):].tolist()
-        reply = tokenizer.decode(new, skip_special_tokens=True).strip()
-        return (reply or _fallback_reply(messages)), len(new)
+        The search's session is reused; where no search ran (a loop guard stopped it) one is
+        opened over the same conversation. A policy that gives no text answers
+        (``NotImplementedError``) gets the current turn's tool results listed instead.
+        """
+        chat = _answer_chat(self._conversation(turn.messages), self.answer_system)
+        session = turn.session
+        compute = getattr(session, "compute", None)
+        if session is None:
+            compute = Compute()
+            plan = StepPlan(turn.tools, turn.config.limits)
+            try:
+                session = self.policy.session(normalize_messages(self._conversation(turn.messages)), plan, compute, seed=turn.config.seed)
+            except PromptTooLongError:  # the conversation outgrew the search prompt: report the results
+                return _text_message(_fallback_reply(turn.messages), reason, meta, source="tool_results")
+        before = compute.tokens_generated if compute is not None else 0
+        try:
+            text = session.reply(chat, max_tokens=self.max_answer_tokens)
+        except NotImplementedError:
+            return _text_message(_fallback_reply(turn.messages), reason, meta, source="tool_results")
+        n_tokens = (compute.tokens_generated - before) if compute is not None else 0
+        return _text_message(text or _fallback_reply(turn.messages), reason, {**meta, "answer_tokens": n_tokens}, source="policy")
 
     def _output(self, turn: _Turn, message: AIMessage) -> Any:
         return [message] if turn.input_is_list else {self.messages_key: [message]}
@@ -470,13 +498,38 @@ def _as_message(m: Any) -> BaseMessage:
     return convert_to_messages([m])[0]
 
 
-def _configurable(config: RunnableConfig | None) -> dict[str, Any]:
-    conf = dict((config or {}).get("configurable") or {})
-    nested = conf.pop("toolprm", None)
-    out = {k: v for k, v in conf.items() if k in SEARCH_KEYS or k in ALIASES or k in NODE_KEYS}
-    if isinstance(nested, dict):
-        out.update(nested)
-    return out
+def _check_threshold(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (0.0 <= v <= 1.0):
+        raise NodeInputError(f"abstain_below must be a confidence in [0, 1] or None, got {value!r}")
+    return v
+
+
+def abstention_text(weakest: dict | None, confidence: float, runner_ups: Sequence[dict] = ()) -> str:
+    """The text answer instead of an uncertain call: which decision the search is unsure of.
+
+    >>> abstention_text({"kind": "ARG", "function": "book_flight", "arg": "flight_no", "value": "LH40", "score": 0.31}, 0.31)
+    "I am not sure about the flight_no for book_flight (my best guess is 'LH40', confidence 0.31). Could you tell me the flight_no?"
+    """
+    if weakest is None:
+        return f"I am not sure enough of the tool call to make it (confidence {confidence:.2f}). Could you say more precisely what you need?"
+    kind, fn = weakest.get("kind"), weakest.get("function")
+    if kind == "ARG":
+        arg = weakest.get("arg")
+        return (f"I am not sure about the {arg} for {fn} (my best guess is {weakest.get('value')!r}, confidence "
+                f"{confidence:.2f}). Could you tell me the {arg}?")
+    if kind == "FUNC_NAME":
+        others = [c["name"] for a in runner_ups for c in a.get("calls", [])[:1] if c["name"] != fn][:2]
+        alt = f" or {' or '.join(others)}" if others else ""
+        return f"I am not sure which tool fits: {fn}{alt} (confidence {confidence:.2f}). Could you say more about what you need?"
+    if kind == "PARAM_FINISH":
+        return f"I am not sure I have all the arguments {fn} needs (confidence {confidence:.2f}). Is there anything else I should include?"
+    return f"I am not sure how many calls this needs (confidence {confidence:.2f}). Could you say more precisely what you need?"
 
 
 def _error_message(text: str, meta: dict) -> AIMessage:

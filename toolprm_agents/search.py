@@ -156,6 +156,30 @@ class SearchResult:
     step_scores: list[float] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     budget_exhausted: bool = False
+    #: the policy session the search ran in, when asked for (``search(..., keep_session=True)``):
+    #: a text answer by the same policy (``session.reply``) reuses it. It holds the prompt's
+    #: KV caches, so it is not kept by default.
+    session: PolicySession | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def confidence(self) -> float | None:
+        """The chosen answer's weakest step score (``min`` of ``step_scores``; ``None`` without scores).
+
+        Not calibrated: a judge's or the policy's probability of a step, not a measured
+        chance that the call is right.
+        """
+        scores = [s for s in self.step_scores if s is not None]
+        return min(scores) if scores else None
+
+    def weakest_argument(self) -> dict[str, Any] | None:
+        """The row of :meth:`argument_scores` with the lowest score (``None`` without scores)."""
+        rows = [r for r in self.argument_scores() if r["score"] is not None]
+        return min(rows, key=lambda r: r["score"]) if rows else None
+
+    def runner_ups(self) -> list[dict[str, Any]]:
+        """The ranked alternatives other than the chosen calls, best first (``{"calls", "score", ...}``)."""
+        chosen = self.tool_calls()
+        return [a for a in self.alternatives if a["calls"] != chosen]
 
     def argument_scores(self) -> list[dict[str, Any]]:
         """Each decided step of the chosen answer with its score (``None`` where unscored).
@@ -190,6 +214,7 @@ class SearchResult:
             "step_scores": self.step_scores,
             "argument_scores": self.argument_scores(),
             "alternatives": self.alternatives,
+            "confidence": self.confidence,
             "budget_exhausted": self.budget_exhausted,
             "answer_text": self.answer.text if self.answer else None,
             "strategy": self.config.strategy,
@@ -695,8 +720,12 @@ class ToolPRMSearch:
             out.append(float(v) if v is not None else float(stored.get(k, 1.0)))
         return tuple(out)  # type: ignore[return-value]
 
-    def search(self, messages: Any, tools: Sequence[Any], *, config: SearchConfig | None = None, on_event: EventHandler | None = None) -> SearchResult:
-        """Find the best tool calls for the conversation ``messages`` over ``tools``."""
+    def search(self, messages: Any, tools: Sequence[Any], *, config: SearchConfig | None = None, on_event: EventHandler | None = None,
+               keep_session: bool = False) -> SearchResult:
+        """Find the best tool calls for the conversation ``messages`` over ``tools``.
+
+        ``keep_session``: keep the policy session (and its KV caches) in ``SearchResult.session``.
+        """
         config = config or self.config
         plan = StepPlan(to_tool_specs(tools), config.limits)
         msgs = normalize_messages(messages)
@@ -715,16 +744,17 @@ class ToolPRMSearch:
             run.scorer  # the paper's strategies judge from the first round
         found = STRATEGIES[config.strategy](run)
         compute.stop_clock()
+        kept = policy if keep_session else None
         best = found.best
         alternatives = [{"calls": [c.to_dict() for c in b.answer.calls], "score": share, "truncated": b.truncated}
                         for b, share in found.ranked]
         if best is None:
             return SearchResult([], None, None, False, found.trace, compute, config, alternatives=alternatives,
-                                budget_exhausted=found.budget_exhausted,
+                                budget_exhausted=found.budget_exhausted, session=kept,
                                 error="no candidate answer could be completed within the bounds (max_step_tokens, max_rounds)")
         if best.truncated:
             return SearchResult([], best.answer, None, False, found.trace, compute, config, alternatives=alternatives,
-                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence,
+                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence, session=kept,
                                 error="a value reached the step's token bound and was cut there, so no complete answer "
                                       "was found (raise the policy's max_step_tokens or give the argument a maxLength)")
         voted = config.strategy == "self_consistency" or (config.strategy == "beam" and config.rank == "combined" and unit == "step")
@@ -733,7 +763,8 @@ class ToolPRMSearch:
         else:
             score = best.value(config.aggregation) if best.scores else None
         return SearchResult(list(best.answer.calls), best.answer, score, True, found.trace, compute, config,
-                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted)
+                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted,
+                            session=kept)
 
 
 __all__ = [
