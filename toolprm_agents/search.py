@@ -84,7 +84,7 @@ class SearchConfig:
     beams: int = 2
     expand: int = 4
     rank: Rank = "combined"
-    gate: float = 0.9
+    gate: float = 0.5
     judge_weight: float | None = None
     policy_weight: float | None = None
     vote_weight: float | None = None

@@ -159,6 +159,40 @@ def fit_weights(decisions: Sequence[Decision], *, steps: int = 300, l2: float = 
     return {k: round(float(v), 4) for k, v in zip(FEATURES, w)}
 
 
+def gate_table(decisions: Sequence[Decision], weights: dict[str, float], gates: Sequence[float] = (0.3, 0.5, 0.7, 0.9)) -> list[dict[str, Any]]:
+    """Per ``gate``: how many decisions the combined search would branch and what it gains there.
+
+    A decision is branched when the policy's top candidate's share of the candidates'
+    policy probability is below the gate; on branched decisions the table gives how often
+    the policy's top and the weighted score's top are right, on committed ones how often
+    the policy's top is. A gate is worth its cost only where the weighted pick beats the
+    policy's on the decisions it branches.
+
+        >>> d = [[((0.0, 1.0, 0.0), True), ((-3.0, 0.0, 0.0), False)]]
+        >>> gate_table(d, {"policy": 1.0, "judge": 1.0}, gates=(0.9, 0.99))[1]["branched"]
+        1
+    """
+    rows = []
+    usable = [d for d in decisions if any(r for _, r in d)]
+    for g in gates:
+        row = {"gate": g, "decisions": len(usable), "branched": 0, "policy_right_branched": 0,
+               "weighted_right_branched": 0, "policy_right_committed": 0}
+        for d in usable:
+            pol = [f[0] for f, _ in d]
+            top = max(pol)
+            share = 1.0 / sum(math.exp(p - top) for p in pol)
+            by_policy = max(range(len(d)), key=lambda i: pol[i])
+            if share < g:
+                by_weights = max(range(len(d)), key=lambda i: sum(weights.get(k, 0.0) * v for k, v in zip(FEATURES, d[i][0])))
+                row["branched"] += 1
+                row["policy_right_branched"] += int(d[by_policy][1])
+                row["weighted_right_branched"] += int(d[by_weights][1])
+            else:
+                row["policy_right_committed"] += int(d[by_policy][1])
+        rows.append(row)
+    return rows
+
+
 def pick_accuracy(decisions: Sequence[Decision], weights: dict[str, float]) -> tuple[float, int]:
     """Fraction of decisions (with a right candidate) whose top-ranked candidate is right."""
     w = [weights.get(k, 0.0) for k in FEATURES]
@@ -239,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "policy + judge (1, 1, 1)": pick_accuracy(held_d, {"policy": 1.0, "judge": 1.0, "vote": 1.0}),
             "fitted": pick_accuracy(held_d, weights),
         },
+        "gate_held_out": gate_table(held_d, weights),
         "recipe": args.recipe,
         "checkpoint": checkpoint,
     }
