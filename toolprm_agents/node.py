@@ -423,8 +423,9 @@ class ToolPRMNode(RunnableCallable):
         template = getattr(fmt, "chat_template", None) or getattr(tokenizer, "chat_template", None) or CHATML
         window = model_context_window(model) - self.max_answer_tokens
         while True:
-            text = tokenizer.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            from .prompt import encode_prompt, render_chat  # message content is text, never a control token
+
+            ids = encode_prompt(tokenizer, render_chat(tokenizer, chat, template))
             if len(ids) <= window or len(chat) <= 2:
                 ids = ids[-window:]
                 break

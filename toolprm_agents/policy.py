@@ -175,7 +175,7 @@ class TransformersSession(PolicySession):
         are dropped until the prompt fits the context window with ``max_tokens`` to spare.
         """
         from .context import model_context_window
-        from .prompt import CHATML
+        from .prompt import CHATML, encode_prompt, render_chat
 
         pol = self.policy
         tok = pol.tokenizer
@@ -183,8 +183,7 @@ class TransformersSession(PolicySession):
         chat = list(messages)
         window = model_context_window(pol.model) - int(max_tokens)
         while True:
-            text = tok.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
-            ids = tok(text, add_special_tokens=False)["input_ids"]
+            ids = encode_prompt(tok, render_chat(tok, chat, template))
             if len(ids) <= window or len(chat) <= 2:
                 ids = ids[-window:]
                 break
@@ -359,7 +358,8 @@ class TransformersSession(PolicySession):
         tok = self.policy.tokenizer
         full = text + tail
         try:
-            enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+            # answer text is text: a special-token string in it is not a control token
+            enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
             ids, offsets = enc["input_ids"], enc["offset_mapping"]
             n = sum(1 for (a, _) in offsets if a < len(text))
         except (NotImplementedError, TypeError, KeyError):  # a slow tokenizer: count by decoding

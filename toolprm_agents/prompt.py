@@ -16,6 +16,7 @@ from __future__ import annotations
 from .errors import ToolPRMError
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -132,4 +133,133 @@ class PromptFormat:
             rest = rest[1:]
         chat = [{"role": "system", "content": system}] + rest
         template = self.chat_template or getattr(tokenizer, "chat_template", None) or CHATML
-        return tokenizer.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
+        return render_chat(tokenizer, chat, template)
+
+
+# ------------------------------------------------------------------------------------------
+# content is text: only the chat template's own markers are special tokens
+
+
+class PromptText(str):
+    """Rendered prompt text that knows which of its characters came from message content.
+
+    ``text_spans`` are ``(start, end)`` character ranges of message content (user, tool,
+    assistant and system text, tool specs). :func:`encode_prompt` tokenises them as text,
+    so content that spells a control token (``<|im_end|>``) cannot open a turn of its own.
+    Slicing or concatenating gives a plain ``str`` (then every special string is live).
+    """
+
+    text_spans: tuple[tuple[int, int], ...] = ()
+
+    def __new__(cls, text: str, text_spans=()):
+        obj = super().__new__(cls, text)
+        obj.text_spans = tuple(text_spans)
+        return obj
+
+
+def render_chat(tokenizer, chat: Sequence[dict[str, Any]], template: str | None = None) -> PromptText:
+    """``tokenizer.apply_chat_template`` (no tokenising, generation prompt added) as a :class:`PromptText`.
+
+    The template is rendered with a unique placeholder for each message's content; the
+    content is put back and its character ranges recorded. A template that rewrites
+    content (``| trim``) is rendered again with the real text, and the content is found in
+    it in order (the template's text before each content is skipped over first).
+    """
+    template = template or getattr(tokenizer, "chat_template", None) or CHATML
+    chat = [dict(m) for m in chat]
+    contents = [m.get("content") if isinstance(m.get("content"), str) else "" for m in chat]
+    nonce = "\ue000%x\ue001" % (id(chat) & 0xFFFFFF)
+    marks = [f"{nonce}{i}\ue002" for i in range(len(chat))]
+    marked = [{**m, "content": marks[i]} for i, m in enumerate(chat)]
+    kw = dict(chat_template=template, tokenize=False, add_generation_prompt=True)
+    skeleton = tokenizer.apply_chat_template(marked, **kw)
+    pieces = re.split("(" + re.escape(nonce) + r"\d+\ue002)", skeleton)
+    out, spans, pos = [], [], 0
+    for k, piece in enumerate(pieces):
+        if k % 2:
+            text = contents[int(piece[len(nonce):-1])]
+            spans.append((pos, pos + len(text)))
+        else:
+            text = piece
+        out.append(text)
+        pos += len(text)
+    text = "".join(out)
+    real = tokenizer.apply_chat_template(chat, **kw)
+    if text != real:  # the template changed the content: find it in the real rendering
+        spans, pos = [], 0
+        for content in contents:
+            if not content:
+                continue
+            at = real.find(content, pos)
+            if at < 0:
+                at = real.find(content.strip(), pos)
+                content = content.strip()
+            if at < 0 or not content:
+                continue
+            spans.append((at, at + len(content)))
+            pos = at + len(content)
+        text = real
+    return PromptText(text, spans)
+
+
+_SPECIALS: dict[int, tuple[object, tuple[str, ...]]] = {}
+
+
+def special_strings(tokenizer) -> tuple[str, ...]:
+    """The texts of the tokenizer's special tokens (``<|im_start|>``, ``<|im_end|>`` ...)."""
+    key = id(tokenizer)
+    hit = _SPECIALS.get(key)
+    if hit is not None and hit[0] is tokenizer:
+        return hit[1]
+    found = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(tok, "special", False):
+            found.add(str(getattr(tok, "content", tok)))
+    out = tuple(sorted((s for s in found if isinstance(s, str) and s), key=len, reverse=True))
+    _SPECIALS[key] = (tokenizer, out)
+    return out
+
+
+def _ids(tokenizer, text: str, *, as_text: bool) -> list[int]:
+    if not text:
+        return []
+    if as_text:
+        try:
+            return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        except TypeError:  # a tokenizer without split_special_tokens
+            pass
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_parts(tokenizer, parts: Sequence[tuple[str, bool]]) -> list[int]:
+    """Token ids of ``parts``, each ``(text, is_content)``: a special-token string in content is text.
+
+    When no content part spells a special token the parts are tokenised together, exactly
+    as the joined text always was; otherwise each run is tokenised on its own, content with
+    its special-token strings split into ordinary tokens.
+    """
+    specials = special_strings(tokenizer)
+    if not any(is_content and any(s in text for s in specials) for text, is_content in parts):
+        return _ids(tokenizer, "".join(text for text, _ in parts), as_text=False)
+    ids: list[int] = []
+    for text, is_content in parts:
+        ids += _ids(tokenizer, text, as_text=is_content)
+    return ids
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """Token ids of prompt text: a :class:`PromptText`'s content spans are text, the rest as written."""
+    spans = getattr(text, "text_spans", ())
+    parts, pos = [], 0
+    for a, b in spans:
+        if a < pos:
+            continue
+        parts += [(text[pos:a], False), (text[a:b], True)]
+        pos = b
+    parts.append((text[pos:], False))
+    return encode_parts(tokenizer, [p for p in parts if p[0]])
+
+
+def encode_text(tokenizer, text: str, suffix: str = "") -> list[int]:
+    """Token ids of answer text (every character is text), then ``suffix`` template text as written."""
+    return encode_parts(tokenizer, [(text, True), (suffix, False)])

@@ -37,7 +37,7 @@ import httpx
 from ..compute import Compute
 from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
 from ..judges import locate_judge_weights
-from ..prompt import CHATML, PromptFormat
+from ..prompt import CHATML, PromptFormat, render_chat
 from ..steps import PartialAnswer, StepPlan
 from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, label_probability
 
@@ -258,7 +258,16 @@ class _ServerModel:
         return not isinstance(self.resolve()[1], _TemplateOnly)
 
     def encode(self, text: str) -> list[int]:
-        return self._tok(text, add_special_tokens=False)["input_ids"] if text else []
+        """Prompt text: a rendered prompt's message content is text, the template's markers special."""
+        from ..prompt import encode_prompt
+
+        return encode_prompt(self._tok, text) if text else []
+
+    def encode_answer(self, text: str, suffix: str = "") -> list[int]:
+        """Answer text as text, then ``suffix`` (a judge turn) as written."""
+        from ..prompt import encode_text
+
+        return encode_text(self._tok, text, suffix)
 
 
 
@@ -349,7 +358,7 @@ class OpenAIServerSession(PolicySession):
         self._calls = 0
         served = policy.served
         # token ids split like the in-process backends' (same ids, same greedy answer); text without a tokenizer
-        self.contexts = TokenContexts(served.encode(prompt_text), served.encode) if served.has_tokenizer else None
+        self.contexts = TokenContexts(served.encode(prompt_text), served.encode_answer) if served.has_tokenizer else None
 
     def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
         forced = self.plan.forced_step(answer)
@@ -395,7 +404,8 @@ class OpenAIServerSession(PolicySession):
         pol = self.policy
         model, tok = pol.served.resolve()
         template = pol.prompt_format.chat_template or getattr(tok, "chat_template", None) or CHATML
-        text = tok.apply_chat_template(list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
+        text = render_chat(tok, list(messages), template) if pol.served.has_tokenizer else tok.apply_chat_template(
+            list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
         prompt = pol.served.encode(text) if pol.served.has_tokenizer else text
         payload = {"model": model, "prompt": prompt, "max_tokens": int(max_tokens), "temperature": 0.0,
                    "stop": ["<|im_end|>"], "add_special_tokens": False, "skip_special_tokens": True}
@@ -466,7 +476,7 @@ class OpenAIServerJudge(Scorer):
         # the same served model and prompt: the policy's token contexts
         contexts = shared.reuse((self.base_url, self.served.resolve()[0]), prompt_ids) if shared is not None else None
         if not isinstance(contexts, TokenContexts):
-            contexts = TokenContexts(prompt_ids, self.served.encode)
+            contexts = TokenContexts(prompt_ids, self.served.encode_answer)
         return OpenAIServerJudgeSession(self, contexts, compute)
 
     def label_logprobs(self, rows: list[list[int]]) -> tuple[list[tuple[float, float]], dict]:
