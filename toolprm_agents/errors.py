@@ -20,4 +20,8 @@ class ToolPRMError(Exception):
     """Bad input to toolprm-agents: the message names what was wrong."""
 
 
-__all__ = ["ToolPRMError"]
+class ConfigError(ToolPRMError, ValueError):
+    """A setting is out of its range (a thread count, a port, a backend reference)."""
+
+
+__all__ = ["ConfigError", "ToolPRMError"]

@@ -46,9 +46,126 @@ def _bound_numbers(ebnf: str) -> str:
     return ebnf.replace("{0, -1}", "{0, 15}")
 
 
+#: xgrammar's regex compiler fails on a repetition count above this ("Check failed")
+MAX_REPEAT = 128
+_QUANT = re.compile(r"\{(\d+)(,(\d*))?\}\??")
+
+
+def split_repetitions(pattern: str) -> str:
+    """``pattern`` with every repetition count above :data:`MAX_REPEAT` split into chunks.
+
+    ``[a-z]{1,300}`` becomes ``[a-z]{1,128}[a-z]{0,128}[a-z]{0,44}`` (the same strings), which
+    xgrammar compiles; an unbounded ``{200,}`` becomes ``{128}{72}`` and ``*``.
+    """
+    starts: dict[int, int] = {}  # end of an atom (a group, class, escape or character) in `text` -> its start
+    groups: list[int] = []
+    i, n = 0, len(pattern)
+    text = ""
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            j = i + 2
+            if i + 1 < n and pattern[i + 1] in "pP" and j < n and pattern[j] == "{":
+                j = pattern.find("}", j) + 1 or n
+            elif i + 1 < n and pattern[i + 1] == "u":
+                j = min(n, i + 6)
+            elif i + 1 < n and pattern[i + 1] == "x":
+                j = min(n, i + 4)
+            start = len(text)
+            text += pattern[i:j]
+            starts[len(text)] = start
+            i = j
+            continue
+        if c == "[":
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            j = min(n, j + 1)
+            start = len(text)
+            text += pattern[i:j]
+            starts[len(text)] = start
+            i = j
+            continue
+        if c == "(":
+            groups.append(len(text))
+            text += c
+            i += 1
+            continue
+        if c == ")":
+            start = groups.pop() if groups else 0
+            text += c
+            starts[len(text)] = start
+            i += 1
+            continue
+        if c == "{":
+            m = _QUANT.match(pattern, i)
+            if m and text:
+                lo = int(m.group(1))
+                hi = lo if m.group(2) is None else (None if m.group(3) == "" else int(m.group(3)))
+                if lo > MAX_REPEAT or (hi is not None and hi > MAX_REPEAT):
+                    a = starts.get(len(text), len(text) - 1)
+                    atom = text[a:]
+                    chunks = []
+                    while lo > 0 or (hi is not None and hi > 0):
+                        x = min(lo, MAX_REPEAT)
+                        y = MAX_REPEAT if hi is None else min(hi, MAX_REPEAT)
+                        if hi is None and lo <= MAX_REPEAT:
+                            y = x
+                        chunks.append(atom + ("{%d}" % x if x == y else "{%d,%d}" % (x, y)))
+                        lo -= x
+                        if hi is not None:
+                            hi -= y
+                        if hi is None and lo == 0:
+                            break
+                    if hi is None:
+                        chunks.append(atom + "*")
+                    text = text[:a] + "(?:" + "".join(chunks) + ")"
+                    starts[len(text)] = a
+                    i = m.end()
+                    continue
+            if m:
+                text += m.group(0)
+                i = m.end()
+                continue
+        start = len(text)
+        text += c
+        if c not in "*+?|^$":
+            starts[len(text)] = start
+        i += 1
+    return text
+
+
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SCHEMA_ONE = ("items", "additionalProperties", "not", "contains")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+
+
+def _split_patterns(schema):
+    """A copy of ``schema`` whose ``pattern`` keywords went through :func:`split_repetitions`."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(out.get("pattern"), str):
+        out["pattern"] = split_repetitions(out["pattern"])
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: _split_patterns(v) for k, v in out[key].items()}
+    for key in _SCHEMA_ONE:
+        if isinstance(out.get(key), dict):
+            out[key] = _split_patterns(out[key])
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_split_patterns(v) for v in out[key]]
+    return out
+
+
 def _value(schema: dict, where: str) -> xgr.Grammar:
     try:
-        ebnf = str(xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False, strict_mode=True))
+        ebnf = str(xgr.Grammar.from_json_schema(json.dumps(_split_patterns(schema)), any_whitespace=False, strict_mode=True))
         return xgr.Grammar.from_ebnf(_bound_numbers(ebnf.replace(_LOOSE_CHARS, _JSON_CHARS)))
     except Exception as exc:  # xgrammar raises several types; name the argument
         raise GrammarError(f"{where}: cannot build a grammar for schema {json.dumps(schema)[:200]}: {exc}") from None
@@ -84,7 +201,13 @@ class DecisionGrammars:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        compiled = self.compiler.compile_grammar(decision_grammar(decision))
+        grammar = decision_grammar(decision)
+        try:
+            compiled = self.compiler.compile_grammar(grammar)
+        except Exception as exc:  # xgrammar's compiler raises RuntimeError ("Check failed") on some schemas
+            where = ", ".join(f"tool {a.function!r}" + (f" argument {a.arg!r}" if a.arg else "") for a in decision.alternatives if a.value_schema is not None)
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GrammarError(f"{where or 'a decision'}: xgrammar cannot compile the value grammar: {msg[:300]}") from None
         with self._lock:
             self._cache[key] = compiled
             while len(self._cache) > self._size:

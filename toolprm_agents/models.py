@@ -19,7 +19,7 @@ so a policy and a scorer asking for the same model share one copy in memory.
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
+from .errors import ConfigError, ToolPRMError
 
 import contextlib
 import fcntl
@@ -300,7 +300,7 @@ def load_causal_lm(
     """
     if num_threads is not None:
         if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
         torch.set_num_threads(num_threads)
     dt = _as_dtype(dtype)
     path = resolve_model_path(name_or_path)

@@ -72,7 +72,11 @@ class TransformersPolicy(Policy):
             from .models import load_causal_lm
 
             self.model, self.tokenizer = load_causal_lm(model)
-        if num_threads:
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+                from .errors import ConfigError
+
+                raise ConfigError(f"num_threads must be a whole number >= 1, got {num_threads!r}")
             torch.set_num_threads(num_threads)
         self.prompt_format = prompt_format or PromptFormat()
         self.max_step_tokens = max_step_tokens

@@ -57,6 +57,11 @@ def normalize_messages(messages: Any) -> list[dict[str, str]]:
         out.append(_one_message(m, i))
     if not out:
         raise MessageError("the conversation is empty: give at least one user message")
+    if not any(m["role"] == "user" and m["content"].strip() for m in out):
+        raise MessageError(
+            "the conversation has no user request (no user message with text): a call made up from "
+            "a system or assistant message alone would answer nothing"
+        )
     return out
 
 
@@ -66,43 +71,94 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"
 def _one_message(m: Any, i: int) -> dict[str, str]:
     if hasattr(m, "type") and hasattr(m, "content"):  # LangChain BaseMessage
         # ChatMessage (type "chat") carries its role itself
-        role = _ROLES.get(getattr(m, "role", "") if m.type == "chat" else m.type)
-        content = m.content if isinstance(m.content, str) else _text_of(m.content)
-        calls = getattr(m, "tool_calls", None) or []
+        kind = getattr(m, "role", "") if m.type == "chat" else m.type
+        role = _ROLES.get(kind) if isinstance(kind, str) else None
+        content = _text_of(m.content, i)
+        calls = _calls_list(getattr(m, "tool_calls", None), i)
         if calls:
             content = (content + "\n" if content else "") + json.dumps(
-                [{"name": c["name"], "arguments": c.get("args", {})} for c in calls], ensure_ascii=False
+                [{"name": _call_name(c, i), "arguments": _call_args(c.get("args"), i, c.get("name"))} for c in calls],
+                ensure_ascii=False,
             )
     elif isinstance(m, dict):
-        role = _ROLES.get(m.get("role", ""))
-        content = m.get("content") or ""
-        if not isinstance(content, str):
-            content = _text_of(content)
-        calls = m.get("tool_calls") or []
+        kind = m.get("role", "")
+        role = _ROLES.get(kind) if isinstance(kind, str) else None
+        content = _text_of(m.get("content"), i)
+        calls = _calls_list(m.get("tool_calls"), i)
         if calls:
             rendered = []
             for c in calls:
                 fn = c.get("function", c)
+                if not isinstance(fn, dict):
+                    raise MessageError(f"message {i}: a tool call's 'function' must be an object, not {type(fn).__name__}")
                 args = fn.get("arguments", fn.get("args", {}))
                 if isinstance(args, str):
                     try:
                         args = json.loads(args or "{}")
                     except json.JSONDecodeError as exc:
                         raise MessageError(f"message {i}: the arguments of tool call {fn.get('name')!r} are not JSON: {exc}") from None
-                rendered.append({"name": fn["name"], "arguments": args})
+                rendered.append({"name": _call_name(fn, i), "arguments": _call_args(args, i, fn.get("name"))})
             content = (content + "\n" if content else "") + json.dumps(rendered, ensure_ascii=False)
     else:
         raise MessageError(f"message {i} is a {type(m).__name__}; expected a dict with 'role' and 'content' or a LangChain message")
     if role is None:
         what = (getattr(m, "role", None) or m.type) if hasattr(m, "type") else m.get("role")
         raise MessageError(f"message {i} has an unknown role {what!r}")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MessageError(
+            f"message {i}: the text is not valid Unicode (a lone surrogate {content[exc.start]!r} at character "
+            f"{exc.start}; invalid UTF-8 read with surrogateescape gives these): fix the text's encoding"
+        ) from None
     return {"role": role, "content": content}
 
 
-def _text_of(parts: Any) -> str:
-    if isinstance(parts, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in parts)
-    return str(parts)
+def _text_of(parts: Any, i: int) -> str:
+    """Message content: text, ``None`` (no text) or a list of text parts (OpenAI/LangChain)."""
+    if parts is None:
+        return ""
+    if isinstance(parts, str):
+        return parts
+    if isinstance(parts, (list, tuple)):
+        out = []
+        for p in parts:
+            if isinstance(p, str):
+                out.append(p)
+            elif isinstance(p, dict) and isinstance(p.get("text", ""), str):
+                out.append(p.get("text", ""))  # non-text parts (images) carry no text
+            else:
+                raise MessageError(f"message {i}: a content part must be text or a {{'type': 'text', 'text': ...}} object, not {_short(p)}")
+        return "".join(out)
+    raise MessageError(f"message {i}: content must be text or a list of text parts, not {type(parts).__name__} {_short(parts)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _calls_list(calls: Any, i: int) -> list[dict]:
+    if not calls:
+        return []
+    if not isinstance(calls, (list, tuple)) or not all(isinstance(c, dict) for c in calls):
+        raise MessageError(f"message {i}: 'tool_calls' must be a list of call objects, not {_short(calls)}")
+    return list(calls)
+
+
+def _call_name(call: dict, i: int) -> str:
+    name = call.get("name")
+    if not isinstance(name, str) or not name:
+        raise MessageError(f"message {i}: a tool call has no function name (got {_short(call)})")
+    return name
+
+
+def _call_args(args: Any, i: int, name: Any) -> dict:
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise MessageError(f"message {i}: the arguments of tool call {name!r} must be an object, not {_short(args)}")
+    return args
 
 
 def render_tools(tools: Sequence[ToolSpec]) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from ..compute import Compute
+from ..errors import ConfigError
 from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
 from ..judges import locate_judge_weights
 from ..prompt import CHATML, PromptFormat, render_chat
@@ -275,7 +276,7 @@ def _client(base_url: str, client: CompletionsClient | None, kw: dict) -> Comple
     if client is not None:
         return client
     if not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
+        raise ConfigError(f"server URL must start with http:// or https://, got {base_url!r}")
     return CompletionsClient(base_url, **kw)
 
 
@@ -311,7 +312,7 @@ class OpenAIServerPolicy(Policy):
         **client_kw,
     ):
         if grammar_field not in ("structured_outputs", "guided_grammar"):
-            raise ValueError("grammar_field must be 'structured_outputs' or 'guided_grammar'")
+            raise ConfigError("grammar_field must be 'structured_outputs' or 'guided_grammar'")
         self.client = _client(base_url, client, client_kw)
         self.base_url = self.client.base_url
         self.served = _ServerModel(self.client, model, tokenizer)

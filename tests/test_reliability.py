@@ -1,0 +1,128 @@
+"""Issue 14: bad input is a one-line ToolPRMError (never a traceback), and nothing comes back silently wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from toolprm_agents.cli import main
+from toolprm_agents.errors import ToolPRMError
+from toolprm_agents.grammar import split_repetitions
+from toolprm_agents.policy import TransformersPolicy
+from toolprm_agents.prompt import MessageError, normalize_messages
+from toolprm_agents.schema import validate_value
+from toolprm_agents.search import SearchConfig, ToolPRMSearch
+
+
+def tool(props, required=None, name="f"):
+    return {"name": name, "description": "d", "parameters": {
+        "type": "object", "properties": props, "required": list(props) if required is None else required}}
+
+
+STR_TOOL = tool({"x": {"type": "string"}})
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir):
+    return TransformersPolicy(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def greedy(policy):
+    return ToolPRMSearch(policy, None, SearchConfig(strategy="greedy"))
+
+
+# -- item 2: tracebacks become clear errors ----------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["^[a-z]{1,300}$", "^.{1,255}$", "^(ab){2,200}$", "^[a-z]{129,}$"])
+def test_long_repetition_patterns_compile(greedy, pattern):
+    result = greedy.search("Write hello", [tool({"x": {"type": "string", "pattern": pattern}})])
+    for call in result.tool_calls():
+        assert re.search(pattern, call["arguments"]["x"]) or not result.complete
+
+
+def test_split_repetitions_keeps_the_language():
+    for pattern in ["^[a-z]{1,300}$", "^(ab){2,200}$", "^[a-z]{200}$", "^[a-z]{129,}$", "^(a|b){0,300}c$", r"^[\]a]{1,200}$"]:
+        split = split_repetitions(pattern)
+        assert not re.search(r"\{(\d{4,}|129|1[3-9]\d|[2-9]\d\d)", split), split
+        for n in (0, 1, 2, 127, 128, 129, 199, 200, 201, 255, 299, 300, 301, 500):
+            for text in ("a" * n, "ab" * (n // 2), "a" * n + "c", "]" * n):
+                assert bool(re.fullmatch(pattern, text)) == bool(re.fullmatch(split, text)), (pattern, split, n)
+    assert split_repetitions(r"^\d{3}-\d{4}$") == r"^\d{3}-\d{4}$"
+
+
+@pytest.mark.parametrize(
+    "messages, match",
+    [
+        ([{"role": "user", "content": [1, 2, 3]}], "content part"),
+        ([{"role": "user", "content": 5}], "content must be text"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": "abc"}], "'tool_calls' must be a list"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [{"arguments": {}}]}], "no function name"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}], "must be an object"),
+        ([{"role": ["user"], "content": "hi"}], "unknown role"),
+        ("hi \ud800 there", "lone surrogate"),
+        ("caf" + b"\xe9".decode("utf-8", "surrogateescape"), "not valid Unicode"),
+        # no user request: a call made up from nothing would be silently wrong (item 3)
+        ([{"role": "system", "content": "You book flights."}], "no user request"),
+        ([{"role": "assistant", "content": "Hello"}], "no user request"),
+        ([{"role": "user", "content": ""}], "no user request"),
+        ([{"role": "user", "content": None}, {"role": "assistant", "content": "ok"}], "no user request"),
+    ],
+)
+def test_bad_messages_are_message_errors(greedy, messages, match):
+    with pytest.raises(MessageError, match=match):
+        greedy.search(messages, [STR_TOOL])
+
+
+def test_good_messages_still_normalise():
+    msgs = normalize_messages([
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": '{"x": "1"}'}}]},
+        {"role": "tool", "content": "done"},
+    ])
+    assert msgs[0] == {"role": "user", "content": "hi"}
+    assert json.loads(msgs[1]["content"]) == [{"name": "f", "arguments": {"x": "1"}}]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0])
+def test_bad_temperature_is_a_search_error(value):
+    with pytest.raises(ToolPRMError, match="temperature"):
+        SearchConfig(temperature=value)
+
+
+def test_bad_threads_is_an_error(tiny_model_dir):
+    with pytest.raises(ToolPRMError, match="num_threads"):
+        TransformersPolicy(str(tiny_model_dir), num_threads=-1)
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--temperature", "inf"], "temperature"),
+        (["--temperature", "nan"], "temperature"),
+        (["--threads", "-1"], "num_threads"),
+        (["--beams", "0"], "beams"),
+    ],
+)
+def test_cli_bad_settings_exit_2_on_one_line(tmp_path, tiny_model_dir, capsys, argv, match):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([STR_TOOL]))
+    code = main(["call", "hi", "--tools", str(tools), "--policy", str(tiny_model_dir), "--strategy", "beam", "-q", *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and re.search(match, err) and "\n" not in err and "Traceback" not in err
+
+
+def test_cli_long_pattern_and_bad_question(tmp_path, tiny_model_dir, capsys):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([tool({"x": {"type": "string", "pattern": "^[a-z]{1,300}$"}})]))
+    base = ["--tools", str(tools), "--policy", str(tiny_model_dir), "--strategy", "greedy", "-q"]
+    assert main(["call", "Write hello", *base]) in (0, 1)  # 1: the search found no complete answer
+    capsys.readouterr()
+    assert main(["call", "caf" + b"\xe9".decode("utf-8", "surrogateescape"), *base]) == 2
+    assert "not valid Unicode" in capsys.readouterr().err
+    tools.write_bytes(b"[\xff]")
+    assert main(["call", "hi", *base]) == 2
+    assert "not JSON" in capsys.readouterr().err
