@@ -126,3 +126,76 @@ def test_cli_long_pattern_and_bad_question(tmp_path, tiny_model_dir, capsys):
     tools.write_bytes(b"[\xff]")
     assert main(["call", "hi", *base]) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+# -- item 3: nothing comes back silently wrong ------------------------------------------------
+
+
+def test_integer_enum_of_strings_is_a_schema_error(greedy):
+    from toolprm_agents.schema import ToolSpecError
+
+    with pytest.raises(ToolSpecError, match="not of the declared type integer"):
+        greedy.search("hi", [tool({"x": {"type": "integer", "enum": ["a", "b"]}})])
+
+
+def test_unique_items_is_honoured(greedy):
+    from toolprm_agents.steps import Step, StepKind, StepPlan
+    from toolprm_agents.schema import to_tool_specs
+
+    schema = {"type": "array", "items": {"type": "integer", "enum": [1, 2, 3]}, "minItems": 2, "uniqueItems": True}
+    plan = StepPlan(to_tool_specs([tool({"x": schema})]))
+    assert "uniqueItems" in plan.rejects(Step(StepKind.ARG, "", function="f", arg="x", value=[1, 1]))
+    assert plan.rejects(Step(StepKind.ARG, "", function="f", arg="x", value=[1, 2])) is None
+    result = greedy.search("Pick two", [tool({"x": schema})])
+    if result.complete:
+        assert validate_value(schema, result.tool_calls()[0]["arguments"]["x"]) == []
+    # only repeated items fit: no complete answer, never [1, 1]
+    only_one = {"type": "array", "items": {"type": "integer", "enum": [1]}, "minItems": 2, "uniqueItems": True}
+    result = greedy.search("Pick two", [tool({"x": only_one})])
+    assert not result.complete and result.tool_calls() == []
+
+
+def test_a_lower_bound_of_ten_or_more_keeps_the_digit_bound(greedy):
+    from toolprm_agents.grammar import value_grammar
+
+    for schema in ({"type": "integer", "minimum": 18}, {"type": "integer", "maximum": -20}, {"type": "integer", "minimum": 1000}):
+        ebnf = str(value_grammar(schema, "x"))
+        assert ", -1}" not in ebnf and "*" not in ebnf.split("root ::=", 1)[1].split("basic_")[0], ebnf
+    result = greedy.search("How old?", [tool({"age": {"type": "integer", "minimum": 18}})])
+    for call in result.tool_calls():
+        age = call["arguments"]["age"]
+        assert age >= 18 and len(str(age)) <= 16
+
+
+def test_min_length_above_the_library_cap_raises_the_cap_for_that_field(greedy):
+    from toolprm_agents.steps import PlanLimits, bounded_schema
+
+    assert bounded_schema({"type": "string", "minLength": 200}, PlanLimits())["maxLength"] == 200
+    assert bounded_schema({"type": "string", "minLength": 200, "maxLength": 150}, PlanLimits())["maxLength"] == 150  # the tool's own contradiction
+    assert bounded_schema({"type": "string", "minLength": 5}, PlanLimits())["maxLength"] == 128
+    result = greedy.search("Write an essay", [tool({"x": {"type": "string", "minLength": 200}})])  # no GrammarError
+    for call in result.tool_calls():
+        assert len(call["arguments"]["x"]) >= 200
+
+
+def test_a_value_cut_at_the_token_bound_is_not_complete(tiny_model_dir):
+    short = TransformersPolicy(str(tiny_model_dir), max_step_tokens=1)
+    result = ToolPRMSearch(short, None, SearchConfig(strategy="greedy")).search("hi", [tool({"x": {"type": "integer"}})])
+    assert not result.complete and result.tool_calls() == [] and "token bound" in result.error
+
+
+def test_an_answer_that_outgrows_the_context_is_an_incomplete_result(tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from toolprm_agents.context import ContextStore
+    from toolprm_agents.prompt import PromptFormat, encode_prompt
+    from toolprm_agents.schema import to_tool_specs
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tools = [tool({"a": {"type": "string", "minLength": 20}})]
+    n = len(encode_prompt(tok, PromptFormat().render(tok, normalize_messages("hi"), to_tool_specs(tools))))
+    model.config.max_position_embeddings = n + 5  # the prompt fits; the answer cannot
+    monkeypatch.setitem(ContextStore.__init__.__kwdefaults__, "reserve_tokens", 0)
+    result = ToolPRMSearch(TransformersPolicy((model, tok)), None, SearchConfig(strategy="greedy")).search("hi", tools)
+    assert not result.complete and "context window" in result.error

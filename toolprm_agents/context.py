@@ -8,7 +8,6 @@ batch of ``n`` rows for sampling or scoring its candidates in one forward pass e
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
 
 import copy
 import threading
@@ -21,8 +20,7 @@ from .prefix_cache import PrefixLRU
 from .prompt import encode_prompt, encode_text
 
 
-class PromptTooLongError(ToolPRMError, ValueError):
-    """The prompt does not fit the model's context window."""
+from .errors import PromptTooLongError  # noqa: E402  (defined without torch, for the search)
 
 
 @dataclass

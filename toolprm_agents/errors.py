@@ -24,4 +24,8 @@ class ConfigError(ToolPRMError, ValueError):
     """A setting is out of its range (a thread count, a port, a backend reference)."""
 
 
-__all__ = ["ConfigError", "ToolPRMError"]
+class PromptTooLongError(ToolPRMError, ValueError):
+    """The prompt does not fit the model's context window (also importable from ``toolprm_agents.context``)."""
+
+
+__all__ = ["ConfigError", "PromptTooLongError", "ToolPRMError"]

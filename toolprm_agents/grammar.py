@@ -43,7 +43,9 @@ def _bound_numbers(ebnf: str) -> str:
     ebnf = ebnf.replace("[1-9] [0-9]*", "[1-9] [0-9]{0,15}")
     ebnf = re.sub(r"\[eE\] (\S+) (\S+)\{1, -1\}", r"[eE] \1 \2{1, 2}", ebnf)  # exponents stay finite
     ebnf = ebnf.replace("{1, -1}", "{1, 12}")
-    return ebnf.replace("{0, -1}", "{0, 15}")
+    ebnf = ebnf.replace("{0, -1}", "{0, 15}")
+    # a lower bound of 10 or more gives "[1-9] digit{n, -1}" (n >= 2): bound it as well
+    return re.sub(r"\{(\d+), -1\}", lambda m: "{%s, %d}" % (m.group(1), max(int(m.group(1)), 15)), ebnf)
 
 
 #: xgrammar's regex compiler fails on a repetition count above this ("Check failed")

@@ -23,7 +23,7 @@ kept or pruned) and the compute it spent.
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
+from .errors import PromptTooLongError, ToolPRMError
 
 import json
 import math
@@ -245,7 +245,16 @@ class Beam:
 
 def _step_once(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, n: int, temperature: float):
     """``answer`` extended by each distinct candidate for its open decision (forced steps included)."""
-    return [(plan.settle(answer.extend(c.step)), c) for c in policy.propose(answer, n, temperature)]
+    return [(plan.settle(answer.extend(c.step)), c) for c in _keep_valid(plan, policy.propose(answer, n, temperature))]
+
+
+def _keep_valid(plan: StepPlan, cands, compute: Compute | None = None):
+    """Candidates whose value the schema allows (a grammar cannot forbid repeated items under
+    ``uniqueItems``; such a value is dropped and counted)."""
+    kept = [c for c in cands if plan.rejects(c.step) is None]
+    if compute is not None:
+        compute.candidates_dropped += len(cands) - len(kept)
+    return kept
 
 
 def rollout(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, temperature: float, until: Granularity) -> PartialAnswer | None:
@@ -371,7 +380,7 @@ class SearchRun:
     def step(self, answer: PartialAnswer, m: int, *, gate: float | None = None, samples: int = 0) -> list[tuple[PartialAnswer, Candidate]]:
         cfg = self.config
         prop = self.policy.decide(answer, m=m, temperature=cfg.temperature, gate=cfg.gate if gate is None else gate, samples=samples)
-        return [(self.plan.settle(answer.extend(c.step)), c) for c in prop.candidates]
+        return [(self.plan.settle(answer.extend(c.step)), c) for c in _keep_valid(self.plan, prop.candidates, self.compute)]
 
     def complete_greedily(self, beam: Beam, grace: float) -> Beam | None:
         """``beam`` finished by the policy's most probable alternative at each decision."""
@@ -713,7 +722,13 @@ class ToolPRMSearch:
         run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights)
         if factory is not None and not (config.strategy == "beam" and config.rank == "combined" and unit == "step"):
             run.scorer  # the paper's strategies judge from the first round
-        found = STRATEGIES[config.strategy](run)
+        try:
+            found = STRATEGIES[config.strategy](run)
+        except PromptTooLongError as exc:  # the answer grew past the context window mid-search
+            compute.stop_clock()
+            return SearchResult([], None, None, False, [], compute, config,
+                                error=f"the search stopped: {exc} (shorten the conversation or the tool list, "
+                                      "or bound the arguments' lengths)")
         compute.stop_clock()
         best = found.best
         alternatives = [{"calls": [c.to_dict() for c in b.answer.calls], "score": share, "truncated": b.truncated}

@@ -285,6 +285,19 @@ class StepPlan:
                 return Step(alt.kind, text + alt.tail, function=alt.function, arg=alt.arg, value=value)
         raise StepParseError(f"{text!r} is none of the alternatives of the open decision")
 
+    def rejects(self, step: Step) -> str | None:
+        """Why an argument value the grammar let through breaks its schema anyway (``uniqueItems``:
+        a grammar cannot forbid repeated items), else ``None``."""
+        if step.kind is not StepKind.ARG or step.function not in self.by_name:
+            return None
+        arg = next((a for a in self.by_name[step.function].args if a.name == step.arg), None)
+        if arg is None or "uniqueItems" not in json.dumps(arg.schema):
+            return None
+        from .schema import validate_value
+
+        repeated = [p for p in validate_value(arg.schema, step.value) if "uniqueItems" in p]
+        return f"argument {step.arg!r}: {repeated[0]}" if repeated else None
+
     def forced_step(self, answer: PartialAnswer) -> Step | None:
         """The next step if it has a single alternative with nothing to generate."""
         if answer.done:
@@ -394,6 +407,8 @@ def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
     types = types if isinstance(types, list) else [types]
     if "string" in types and "enum" not in out and "const" not in out and "pattern" not in out and "format" not in out:
         out["maxLength"] = min(out.get("maxLength", limits.max_string_length), limits.max_string_length)
+        if out.get("minLength", 0) > out["maxLength"]:  # the field's own minLength raises the cap for it
+            out["maxLength"] = min(schema.get("maxLength", out["minLength"]), out["minLength"])
     if "array" in types:
         out["maxItems"] = min(out.get("maxItems", limits.max_array_items), limits.max_array_items)
         if "minItems" in out and out["minItems"] > out["maxItems"]:
