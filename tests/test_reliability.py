@@ -199,3 +199,73 @@ def test_an_answer_that_outgrows_the_context_is_an_incomplete_result(tiny_model_
     monkeypatch.setitem(ContextStore.__init__.__kwdefaults__, "reserve_tokens", 0)
     result = ToolPRMSearch(TransformersPolicy((model, tok)), None, SearchConfig(strategy="greedy")).search("hi", tools)
     assert not result.complete and "context window" in result.error
+
+
+# -- item 4: leftovers --------------------------------------------------------------------
+
+
+def test_a_failed_gguf_conversion_leaves_no_lock_or_partial_folder(tmp_path, monkeypatch):
+    from toolprm_agents import models
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setenv("TOOLPRM_CACHE", str(tmp_path / "cache"))
+    target = models._gguf_cache_target(gguf)
+
+    def broken(src, out):
+        (out / "half-written.bin").write_bytes(b"x")
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(models, "_convert_gguf", broken)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        models._ensure_converted(gguf, target)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+    def works(src, out):
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"x")
+
+    monkeypatch.setattr(models, "_convert_gguf", works)
+    assert models._ensure_converted(gguf, target) == target
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [target.name]
+
+
+def test_the_conversion_lock_still_excludes_when_its_file_is_removed(tmp_path):
+    import threading
+    import time
+
+    from toolprm_agents.models import _file_lock
+
+    path, inside, most, errors = tmp_path / "x.lock", [0], [0], []
+
+    def worker():
+        try:
+            for _ in range(15):
+                with _file_lock(path):
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                    time.sleep(0.001)
+                    inside[0] -= 1
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and most[0] == 1 and not path.exists()
+
+
+def test_no_fixed_tmp_paths(monkeypatch, tmp_path):
+    import pathlib
+
+    monkeypatch.setenv("TOOLPRM_CACHE", str(tmp_path))
+    pytest.importorskip("xgrammar")
+    from toolprm_agents.backends.vllm import cpu_env
+
+    assert cpu_env()["VLLM_CACHE_ROOT"] == str(tmp_path / "vllm")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for path in [*root.glob("toolprm_agents/**/*.py"), *root.glob("benchmarks/*.py"), *root.glob("scripts/*.sh")]:
+        text = path.read_text(errors="replace")
+        assert "/tmp/" not in text and "gettempdir()" not in text, path

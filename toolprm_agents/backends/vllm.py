@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,11 @@ def cpu_env(cache_root: str | os.PathLike | None = None) -> dict[str, str]:
     ``OMP_NUM_THREADS=1``: on a 2-core machine shared with other work, vLLM's CPU kernels ran
     10-20x slower with two OpenMP threads than with one (raise it on a machine of your own).
     """
-    root = Path(cache_root) if cache_root else Path(tempfile.gettempdir()) / "toolprm-vllm-cache"
+    # the user's own cache folder: a fixed name in a shared /tmp could be pre-created by another
+    # user, and vLLM loads compiled code from its cache
+    from ..models import cache_dir
+
+    root = Path(cache_root) if cache_root else cache_dir() / "vllm"
     return {
         "VLLM_TARGET_DEVICE": "cpu",
         "VLLM_CPU_KVCACHE_SPACE": "1",
