@@ -269,3 +269,47 @@ def test_no_fixed_tmp_paths(monkeypatch, tmp_path):
     for path in [*root.glob("toolprm_agents/**/*.py"), *root.glob("benchmarks/*.py"), *root.glob("scripts/*.sh")]:
         text = path.read_text(errors="replace")
         assert "/tmp/" not in text and "gettempdir()" not in text, path
+
+
+# -- found by the property-based test (tests/test_property.py) ------------------------------
+
+
+def test_the_item_cap_never_overrides_the_tools_own_max_items():
+    from toolprm_agents.steps import PlanLimits, bounded_schema
+
+    limits = PlanLimits(max_array_items=2)
+    assert bounded_schema({"type": "array", "minItems": 1, "maxItems": 0}, limits)["maxItems"] == 0
+    assert bounded_schema({"type": "array", "minItems": 5}, limits)["maxItems"] == 5  # the library's cap gives way
+
+
+@pytest.mark.parametrize(
+    "schema, match",
+    [
+        ({"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 0}, "'minItems' 1 is greater than 'maxItems' 0"),
+        ({"type": "string", "minLength": 8, "maxLength": 2}, "'minLength' 8 is greater than 'maxLength' 2"),
+        ({"type": "integer", "exclusiveMinimum": -172, "exclusiveMaximum": -345}, "no integer satisfies"),
+        ({"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}, "no integer satisfies"),
+        ({"type": "number", "minimum": 2, "exclusiveMaximum": 2}, "no number satisfies"),
+    ],
+)
+def test_contradictory_bounds_are_schema_errors(greedy, schema, match):
+    from toolprm_agents.schema import ToolSpecError
+
+    with pytest.raises(ToolSpecError, match=match):
+        greedy.search("hi", [tool({"x": schema})])
+
+
+def test_satisfiable_bounds_are_kept():
+    from toolprm_agents.schema import to_tool_spec
+
+    for schema in ({"type": "integer", "minimum": 1, "maximum": 1}, {"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 2},
+                   {"type": "integer", "minimum": 1.5, "maximum": 2}):
+        assert to_tool_spec(tool({"x": schema})).args[0].schema == schema
+
+
+def test_grammar_errors_read_without_xgrammar_internals():
+    from toolprm_agents.grammar import GrammarError, value_grammar
+
+    with pytest.raises(GrammarError) as info:
+        value_grammar({"type": "number", "minimum": 5, "maximum": 1}, "tool 'f': argument 'x'")
+    assert "/project/cpp" not in str(info.value) and "\n" not in str(info.value)

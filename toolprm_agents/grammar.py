@@ -170,7 +170,13 @@ def _value(schema: dict, where: str) -> xgr.Grammar:
         ebnf = str(xgr.Grammar.from_json_schema(json.dumps(_split_patterns(schema)), any_whitespace=False, strict_mode=True))
         return xgr.Grammar.from_ebnf(_bound_numbers(ebnf.replace(_LOOSE_CHARS, _JSON_CHARS)))
     except Exception as exc:  # xgrammar raises several types; name the argument
-        raise GrammarError(f"{where}: cannot build a grammar for schema {json.dumps(schema)[:200]}: {exc}") from None
+        raise GrammarError(f"{where}: cannot build a grammar for schema {json.dumps(schema)[:200]}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """xgrammar's message without its ``[12:00:00] /project/cpp/file.cc:123:`` prefix, on one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: (Check failed: )?", "", text)[:300]
 
 
 def alternative_grammar(alt: Alternative) -> xgr.Grammar:
@@ -208,8 +214,7 @@ class DecisionGrammars:
             compiled = self.compiler.compile_grammar(grammar)
         except Exception as exc:  # xgrammar's compiler raises RuntimeError ("Check failed") on some schemas
             where = ", ".join(f"tool {a.function!r}" + (f" argument {a.arg!r}" if a.arg else "") for a in decision.alternatives if a.value_schema is not None)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GrammarError(f"{where or 'a decision'}: xgrammar cannot compile the value grammar: {msg[:300]}") from None
+            raise GrammarError(f"{where or 'a decision'}: xgrammar cannot compile the value grammar: {_reason(exc)}") from None
         with self._lock:
             self._cache[key] = compiled
             while len(self._cache) > self._size:

@@ -622,9 +622,33 @@ class _SchemaNormaliser:
                         f"no such value could be valid (fix 'type' or '{key}')", path)
         if types is not None and len(types) > 1:
             out = self.split_types(out, types, path)
+        self.check_satisfiable(out, path)
         if node.get("nullable") is True:
             out = self.nullable(out)
         return out
+
+    def check_satisfiable(self, out: dict, path: str) -> None:
+        """Bounds that contradict each other (``minLength`` > ``maxLength`` ...) leave no valid value."""
+        for lo, hi in (("minLength", "maxLength"), ("minItems", "maxItems")):
+            if lo in out and hi in out and out[lo] > out[hi]:
+                raise self.error(f"'{lo}' {out[lo]} is greater than '{hi}' {out[hi]}: no value could be valid", path)
+        kind = out.get("type")
+        if kind not in ("integer", "number") or "enum" in out or "const" in out:
+            return
+        low = [(out[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in out]
+        high = [(out[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in out]
+        if not low or not high:
+            return
+        (a, a_open), (b, b_open) = max(low, key=lambda x: (x[0], x[1])), min(high, key=lambda x: (x[0], not x[1]))
+        if kind == "integer":
+            first = math.floor(a) + 1 if a_open or a != math.floor(a) else int(a)
+            last = math.ceil(b) - 1 if b_open or b != math.ceil(b) else int(b)
+            empty = first > last
+        else:
+            empty = a > b or (a == b and (a_open or b_open))
+        if empty:
+            bounds = ", ".join(f"{k} {out[k]!r}" for k in _NUMBER_KEYS if k in out)
+            raise self.error(f"no {kind} satisfies {bounds}", path)
 
     def resolve(self, ref: Any, path: str) -> dict:
         if not isinstance(ref, str) or not ref.startswith("#"):

@@ -411,8 +411,8 @@ def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
             out["maxLength"] = min(schema.get("maxLength", out["minLength"]), out["minLength"])
     if "array" in types:
         out["maxItems"] = min(out.get("maxItems", limits.max_array_items), limits.max_array_items)
-        if "minItems" in out and out["minItems"] > out["maxItems"]:
-            out["maxItems"] = out["minItems"]
+        if "minItems" in out and out["minItems"] > out["maxItems"]:  # the library's cap, not the tool's own maxItems
+            out["maxItems"] = min(schema.get("maxItems", out["minItems"]), out["minItems"])
     for key in ("items", "additionalProperties"):
         if isinstance(out.get(key), dict):
             out[key] = bounded_schema(out[key], limits)
