@@ -313,3 +313,28 @@ def test_grammar_errors_read_without_xgrammar_internals():
     with pytest.raises(GrammarError) as info:
         value_grammar({"type": "number", "minimum": 5, "maximum": 1}, "tool 'f': argument 'x'")
     assert "/project/cpp" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_readme_error_section_names_real_error_classes():
+    import importlib
+    import pathlib
+    import pkgutil
+
+    import toolprm_agents
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("**Errors.**", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`(\w+Error)`", section))
+    found = {}
+    for mod in pkgutil.walk_packages(toolprm_agents.__path__, "toolprm_agents."):
+        if any(part in mod.name for part in ("vllm", "training", "demo", "apibank", "__main__")):
+            continue
+        try:
+            module = importlib.import_module(mod.name)
+        except ImportError:
+            continue
+        for name in named:
+            if isinstance(getattr(module, name, None), type):
+                found[name] = getattr(module, name)
+    assert set(found) == named, named - set(found)
+    assert all(issubclass(cls, ToolPRMError) for cls in found.values())
