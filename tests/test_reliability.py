@@ -338,3 +338,12 @@ def test_readme_error_section_names_real_error_classes():
                 found[name] = getattr(module, name)
     assert set(found) == named, named - set(found)
     assert all(issubclass(cls, ToolPRMError) for cls in found.values())
+
+
+def test_eval_cli_bad_input_exits_2_on_one_line(tmp_path, capsys):
+    for argv, match in ((["-b", "nope"], "unknown benchmark"), (["-b", "bfcl:simple_python", "--limit", "0"], "limit must be at least 1"),
+                        (["-b", "bfcl:simple_python", "--limit", "1", "--temperature", "nan"], "temperature")):
+        pytest.importorskip("bfcl_eval")
+        assert main(["eval", *argv, "-q", "--out", str(tmp_path / "run"), "--policy", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err

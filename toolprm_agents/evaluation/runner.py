@@ -327,7 +327,7 @@ def run_eval(
     stream = stream or sys.stderr
     bench = load_benchmark(benchmark)
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise EvalConfigError(f"limit must be at least 1, got {limit}")
     lazy = callable(search) and not hasattr(search, "search")
     searcher: list[Any] = []
 
