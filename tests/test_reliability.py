@@ -347,3 +347,11 @@ def test_eval_cli_bad_input_exits_2_on_one_line(tmp_path, capsys):
         assert main(["eval", *argv, "-q", "--out", str(tmp_path / "run"), "--policy", str(tmp_path / "none")]) == 2
         err = capsys.readouterr().err.strip()
         assert match in err and "\n" not in err
+
+
+def test_tool_text_that_is_not_unicode_is_a_schema_error(greedy):
+    from toolprm_agents.schema import ToolSpecError
+
+    broken = {"name": "f", "description": "caf\udce9", "parameters": {"type": "object", "properties": {}}}
+    with pytest.raises(ToolSpecError, match="not valid Unicode"):
+        greedy.search("hi", [broken])

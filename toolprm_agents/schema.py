@@ -61,6 +61,7 @@ import contextlib
 import contextvars
 import copy
 import inspect
+import json
 import math
 import re
 import typing
@@ -469,7 +470,15 @@ def _build_spec(name: Any, description: Any, parameters: Any) -> ToolSpec:
         schema = dict(schema)
         default = schema.pop("default", MISSING)
         args.append(ArgSpec(arg_name, schema, arg_name in required, default, schema.get("description", "")))
-    return ToolSpec(name, description, tuple(args))
+    spec = ToolSpec(name, description, tuple(args))
+    try:  # the tool's text reaches the tokenizer: it must be valid Unicode
+        json.dumps(spec.to_openai(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ToolSpecError(
+            f"the tool's text is not valid Unicode (a lone surrogate {exc.object[exc.start]!r}; invalid UTF-8 read "
+            "with surrogateescape gives these): fix its encoding", tool=name
+        ) from None
+    return spec
 
 
 def _check_tool_name(name: Any) -> None:
