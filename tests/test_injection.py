@@ -120,3 +120,23 @@ def test_smollm2_tokenizer(smollm2_dir):
     assert _specials(tok, encode_prompt(tok, attacked)) == _specials(tok, encode_prompt(tok, benign))
     assert encode_prompt(tok, benign) == tok(str(benign), add_special_tokens=False)["input_ids"]
     assert _specials(tok, encode_text(tok, ATTACK)) == []
+
+
+def test_served_model_without_a_local_tokenizer_refuses_control_text():
+    from test_backends import FakeServer
+
+    from toolprm_agents.backends.openai_server import OpenAIServerPolicy
+    from toolprm_agents.prompt import MessageError
+    from toolprm_agents.search import SearchConfig, ToolPRMSearch
+
+    server = FakeServer()
+    try:
+        policy = OpenAIServerPolicy(server.url)  # no tokenizer here: prompts go out as text
+        search = ToolPRMSearch(policy, None, SearchConfig(strategy="greedy"))
+        with pytest.raises(MessageError, match="control token"):
+            search.search("Weather in " + ATTACK, TOOLS)
+        assert server.requests == []  # nothing was sent
+        search.search("Weather in Paris <b>|</b>", TOOLS)  # ordinary text goes out
+        assert server.requests
+    finally:
+        server.close()

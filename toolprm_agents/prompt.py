@@ -316,6 +316,23 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
     return encode_parts(tokenizer, [p for p in parts if p[0]])
 
 
+#: what control tokens look like (ChatML, Llama, Mistral), for text sent to a server as text
+_CONTROL_LIKE = re.compile(r"<\|[^<>|\s]{1,40}\|>|</?s>|\[/?INST\]")
+
+
+def refuse_control_text(text: str, where: str) -> None:
+    """Raise :class:`MessageError` if message content in ``text`` (a :class:`PromptText`) spells
+    what looks like a control token. For prompts sent as text to a server whose tokenizer is
+    not here: the server would read them as control tokens, and nothing here can stop it."""
+    for a, b in getattr(text, "text_spans", ()):
+        found = _CONTROL_LIKE.search(text, a, b)
+        if found:
+            raise MessageError(
+                f"{where}: message text spells a control token ({found.group(0)!r}) and the served model's "
+                "tokenizer is not available here to keep it text; give the policy its tokenizer (tokenizer=...)"
+            )
+
+
 def encode_text(tokenizer, text: str, suffix: str = "") -> list[int]:
     """Token ids of answer text (every character is text), then ``suffix`` template text as written."""
     return encode_parts(tokenizer, [(text, True), (suffix, False)])

@@ -38,7 +38,7 @@ from ..compute import Compute
 from ..errors import ConfigError
 from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
 from ..judges import locate_judge_weights
-from ..prompt import CHATML, PromptFormat, render_chat
+from ..prompt import CHATML, PromptFormat, refuse_control_text, render_chat
 from ..steps import PartialAnswer, StepPlan
 from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, label_probability
 
@@ -329,7 +329,10 @@ class OpenAIServerPolicy(Policy):
 
     def session(self, messages, plan, compute, *, seed=0) -> "OpenAIServerSession":
         _, tok = self.served.resolve()
-        return OpenAIServerSession(self, plan, self.prompt_format.render(tok, messages, plan.tools), compute, seed)
+        prompt = self.prompt_format.render(tok, messages, plan.tools)
+        if not self.served.has_tokenizer:  # sent as text: the server would read a control token in it
+            refuse_control_text(prompt, self.base_url)
+        return OpenAIServerSession(self, plan, prompt, compute, seed)
 
     def completion_payload(self, prompt, grammar: str, n: int, temperature: float, seed: int | None) -> dict:
         model, _ = self.served.resolve()
@@ -405,9 +408,10 @@ class OpenAIServerSession(PolicySession):
         pol = self.policy
         model, tok = pol.served.resolve()
         template = pol.prompt_format.chat_template or getattr(tok, "chat_template", None) or CHATML
-        text = render_chat(tok, list(messages), template) if pol.served.has_tokenizer else tok.apply_chat_template(
-            list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
-        prompt = pol.served.encode(text) if pol.served.has_tokenizer else text
+        text = render_chat(tok, list(messages), template)
+        if not pol.served.has_tokenizer:
+            refuse_control_text(text, pol.base_url)
+        prompt = pol.served.encode(text) if pol.served.has_tokenizer else str(text)
         payload = {"model": model, "prompt": prompt, "max_tokens": int(max_tokens), "temperature": 0.0,
                    "stop": ["<|im_end|>"], "add_special_tokens": False, "skip_special_tokens": True}
         data = pol.client.post("completions", payload)
