@@ -355,3 +355,22 @@ def test_tool_text_that_is_not_unicode_is_a_schema_error(greedy):
     broken = {"name": "f", "description": "caf\udce9", "parameters": {"type": "object", "properties": {}}}
     with pytest.raises(ToolSpecError, match="not valid Unicode"):
         greedy.search("hi", [broken])
+
+
+def test_enum_strings_survive_the_grammar_round_trip():
+    # found by the property test: xgrammar prints U+0080 as "\x80" and reads "\x800" back as U+0800
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from toolprm_agents.grammar import value_grammar
+
+    for value in ["\x800", "\x9f\xa0", "a\x01b", "x\\x41", "\uffff0", "\U0001F600"]:
+        grammar = value_grammar({"type": "object", "properties": {"b": {"enum": [value]}}, "required": ["b"]}, "x")
+        assert accepts(grammar, json.dumps({"b": value}, ensure_ascii=False)) or accepts(grammar, json.dumps({"b": value}))
+        assert not accepts(grammar, json.dumps({"b": "\u0800"}, ensure_ascii=False))
+
+
+def test_nested_enum_value_comes_back_as_written(greedy):
+    schema = {"type": "object", "properties": {"b": {"enum": ["\x800"]}}, "required": ["b"]}
+    result = greedy.search("What's the weather in Paris?", [tool({"a": schema}, required=["a"])])
+    for call in result.tool_calls():
+        assert call["arguments"]["a"]["b"] == "\x800"

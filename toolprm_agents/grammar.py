@@ -165,10 +165,44 @@ def _split_patterns(schema):
     return out
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _reparseable(ebnf: str) -> str:
+    """xgrammar's printed grammar in a form its parser (and its compiler, which prints and
+    reads a grammar again) reads back as the same grammar.
+
+    xgrammar prints U+0080..U+00FF as ``\\x80`` and reads ``\\x`` greedily, so an enum value
+    U+0080 followed by "0" came back as U+0800. Inside a literal such a character is ended
+    there (``"\\x80" "0"``), which survives any number of printings.
+    """
+    out: list[str] = []
+    i, n, state = 0, len(ebnf), None  # state: None, '"' (in a literal) or '[' (in a class)
+    while i < n:
+        c = ebnf[i]
+        if c == "\\" and state is not None:
+            if ebnf[i + 1 : i + 2] == "x" and len(ebnf[i + 2 : i + 4]) == 2 and set(ebnf[i + 2 : i + 4]) <= _HEX:
+                code = ebnf[i + 2 : i + 4]
+                i += 4
+                split = state == '"' and ebnf[i : i + 1] in _HEX and ebnf[i : i + 1] != ""
+                out.append(f"\\u00{code}" + ('" "' if split else ""))
+                continue
+            out.append(ebnf[i : i + 2])
+            i += 2
+            continue
+        if state is None and c in '"[':
+            state = c
+        elif (state == '"' and c == '"') or (state == "[" and c == "]"):
+            state = None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def _value(schema: dict, where: str) -> xgr.Grammar:
     try:
         ebnf = str(xgr.Grammar.from_json_schema(json.dumps(_split_patterns(schema)), any_whitespace=False, strict_mode=True))
-        return xgr.Grammar.from_ebnf(_bound_numbers(ebnf.replace(_LOOSE_CHARS, _JSON_CHARS)))
+        return xgr.Grammar.from_ebnf(_bound_numbers(_reparseable(ebnf).replace(_LOOSE_CHARS, _JSON_CHARS)))
     except Exception as exc:  # xgrammar raises several types; name the argument
         raise GrammarError(f"{where}: cannot build a grammar for schema {json.dumps(schema)[:200]}: {_reason(exc)}") from None
 

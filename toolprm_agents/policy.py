@@ -420,8 +420,12 @@ class TransformersSession(PolicySession):
         forced = lead + probe.find_jump_forward_string()
         # a trailing space is left to the model: it writes it together with what follows (` "`)
         given = forced.rstrip(" ")
-        if given:
-            base.accept_string(given)
+        if given and not base.fork().accept_string(given):
+            # xgrammar can report a forced string its grammar rejects (U+0080 then "0" as U+0800):
+            # then only the lead is given and the model writes the rest under the grammar
+            given = lead.rstrip(" ")
+        if given and not base.accept_string(given):
+            raise RuntimeError(f"grammar rejected the lead {given!r} of its own decision")
         ctx = self.store.get(answer.text + given)
         matchers = [base.fork() for _ in range(n)]
         cache = self.store.fork(ctx, n)
