@@ -374,3 +374,16 @@ def test_nested_enum_value_comes_back_as_written(greedy):
     result = greedy.search("What's the weather in Paris?", [tool({"a": schema}, required=["a"])])
     for call in result.tool_calls():
         assert call["arguments"]["a"]["b"] == "\x800"
+
+
+def test_argument_names_with_latin1_letters_before_hex_digits(greedy, policy):
+    import xgrammar as xgr
+
+    from toolprm_agents.grammar import literal_grammar
+
+    for lead in ['"é1": ', '"\u00a0b": ', '"café": ']:
+        matcher = xgr.GrammarMatcher(policy.grammars.compiler.compile_grammar(literal_grammar(lead)))
+        assert matcher.accept_string(lead) and matcher.find_jump_forward_string() in ("", lead)
+    result = greedy.search("What's the weather in Paris?", [tool({"é1": {"type": "string", "maxLength": 5}})])
+    for call in result.tool_calls():
+        assert set(call["arguments"]) <= {"é1"}

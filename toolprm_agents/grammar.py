@@ -30,7 +30,8 @@ class GrammarError(ToolSpecError):
 def _literal(text: str) -> xgr.Grammar:
     # ensure_ascii=False: a character outside the BMP written as a \u surrogate pair would
     # match its two surrogate halves, not the character itself
-    return xgr.Grammar.from_ebnf("root ::= " + json.dumps(text, ensure_ascii=False))
+    # printed and read again the way the compiler does (an argument "é1" stays "é1", see _reparseable)
+    return xgr.Grammar.from_ebnf(_reparseable(str(xgr.Grammar.from_ebnf("root ::= " + json.dumps(text, ensure_ascii=False)))))
 
 
 # xgrammar's bounded string characters admit control characters, which JSON does not
