@@ -34,7 +34,8 @@ BUDGET_SECONDS = 20.0
 # a search may overrun its budget by the decision in flight; the tiny model's decisions are short
 BUDGET_SLACK = 10.0
 
-NAMES = st.sampled_from(["a", "b", "city", "n", "x_1", "items", "when"])
+NAMES = st.sampled_from(["a", "b", "city", "n", "x_1", "items", "when"]) | st.text(
+    st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters='"\\'), min_size=1, max_size=4)
 PATTERNS = st.sampled_from([
     "^[a-z]+$", "^[A-Z]{2,4}$", r"^\d{3}-\d{4}$", "^(yes|no)$", "^[a-z]{1,300}$", "^.{1,255}$",
     "^[a-f0-9]{8}$", "^x*$",

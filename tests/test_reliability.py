@@ -387,3 +387,19 @@ def test_argument_names_with_latin1_letters_before_hex_digits(greedy, policy):
     result = greedy.search("What's the weather in Paris?", [tool({"é1": {"type": "string", "maxLength": 5}})])
     for call in result.tool_calls():
         assert set(call["arguments"]) <= {"é1"}
+
+
+def test_lengths_next_to_a_pattern_are_honoured(greedy):
+    # found by the property test: xgrammar follows a pattern and ignores minLength/maxLength beside it
+    from toolprm_agents.steps import Step, StepKind, StepPlan
+    from toolprm_agents.schema import to_tool_specs
+
+    for schema in ({"type": "string", "minLength": 3, "pattern": "^[a-z]+$"},
+                   {"type": "string", "maxLength": 4, "pattern": "^[a-z]{1,300}$"},
+                   {"type": "string", "minLength": 3, "pattern": "^(ab)+$"}):
+        result = greedy.search("What's the weather in Paris?", [tool({"b": schema})])
+        for call in result.tool_calls():
+            assert validate_value(schema, call["arguments"]["b"]) == []
+    plan = StepPlan(to_tool_specs([tool({"b": {"type": "string", "minLength": 3, "pattern": "^(ab)+$"}})]))
+    assert "minLength" in plan.rejects(Step(StepKind.ARG, "", function="f", arg="b", value="ab"))
+    assert plan.rejects(Step(StepKind.ARG, "", function="f", arg="b", value="abab")) is None

@@ -147,12 +147,44 @@ _SCHEMA_ONE = ("items", "additionalProperties", "not", "contains")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 
+# one character: a class, ".", an escape like \d or \w, or a plain character
+_ONE_CHAR = r"(\[(?:\\.|[^\]\\])+\]|\.|\\[dDwWsS]|[^\\()\[\]{}|*+?.^$])"
+_SIMPLE = re.compile(r"\^" + _ONE_CHAR + r"(\*|\+|\{(\d+)(?:,(\d*))?\})\$")
+
+
+def _lengths_into_pattern(schema: dict) -> dict:
+    """xgrammar ignores ``minLength``/``maxLength`` next to a ``pattern``; for a pattern of one
+    repeated character (``^[a-z]+$``) the lengths go into its repetition count instead."""
+    if "minLength" not in schema and "maxLength" not in schema:
+        return schema
+    m = _SIMPLE.fullmatch(schema["pattern"])
+    if m is None:
+        return schema  # the search drops a value of the wrong length (StepPlan.rejects)
+    atom, quant, lo, hi = m.group(1), m.group(2), m.group(3), m.group(4)
+    if quant == "*":
+        p_lo, p_hi = 0, None
+    elif quant == "+":
+        p_lo, p_hi = 1, None
+    else:
+        p_lo, p_hi = int(lo), (int(lo) if hi is None else (None if hi == "" else int(hi)))
+    lo_n = max(p_lo, schema.get("minLength", 0))
+    caps = [v for v in (p_hi, schema.get("maxLength")) if v is not None]
+    hi_n = min(caps) if caps else None
+    if hi_n is not None and lo_n > hi_n:
+        return schema  # no value fits: xgrammar's own error says so
+    out = {k: v for k, v in schema.items() if k not in ("minLength", "maxLength")}
+    out["pattern"] = "^" + atom + ("{%d,}" % lo_n if hi_n is None else "{%d,%d}" % (lo_n, hi_n)) + "$"
+    return out
+
+
 def _split_patterns(schema):
-    """A copy of ``schema`` whose ``pattern`` keywords went through :func:`split_repetitions`."""
+    """A copy of ``schema`` whose ``pattern`` keywords went through :func:`split_repetitions`
+    (and :func:`_lengths_into_pattern`)."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
     if isinstance(out.get("pattern"), str):
+        out = _lengths_into_pattern(out)
         out["pattern"] = split_repetitions(out["pattern"])
     for key in _SCHEMA_MAPS:
         if isinstance(out.get(key), dict):

@@ -285,18 +285,24 @@ class StepPlan:
                 return Step(alt.kind, text + alt.tail, function=alt.function, arg=alt.arg, value=value)
         raise StepParseError(f"{text!r} is none of the alternatives of the open decision")
 
+    #: what the grammar cannot enforce: repeated items (``uniqueItems``) and a string's length
+    #: next to a ``pattern`` (xgrammar follows the pattern alone)
+    _UNENFORCED = ("uniqueItems", "minLength", "maxLength")
+
     def rejects(self, step: Step) -> str | None:
-        """Why an argument value the grammar let through breaks its schema anyway (``uniqueItems``:
-        a grammar cannot forbid repeated items), else ``None``."""
+        """Why an argument value the grammar let through breaks its schema anyway, else ``None``."""
         if step.kind is not StepKind.ARG or step.function not in self.by_name:
             return None
         arg = next((a for a in self.by_name[step.function].args if a.name == step.arg), None)
-        if arg is None or "uniqueItems" not in json.dumps(arg.schema):
+        if arg is None:
+            return None
+        text = json.dumps(arg.schema)
+        if not any(k in text for k in self._UNENFORCED):
             return None
         from .schema import validate_value
 
-        repeated = [p for p in validate_value(arg.schema, step.value) if "uniqueItems" in p]
-        return f"argument {step.arg!r}: {repeated[0]}" if repeated else None
+        broken = [p for p in validate_value(arg.schema, step.value) if any(k in p for k in self._UNENFORCED)]
+        return f"argument {step.arg!r}: {broken[0]}" if broken else None
 
     def forced_step(self, answer: PartialAnswer) -> Step | None:
         """The next step if it has a single alternative with nothing to generate."""
