@@ -403,3 +403,9 @@ def test_lengths_next_to_a_pattern_are_honoured(greedy):
     plan = StepPlan(to_tool_specs([tool({"b": {"type": "string", "minLength": 3, "pattern": "^(ab)+$"}})]))
     assert "minLength" in plan.rejects(Step(StepKind.ARG, "", function="f", arg="b", value="ab"))
     assert plan.rejects(Step(StepKind.ARG, "", function="f", arg="b", value="abab")) is None
+
+
+def test_an_unsatisfied_unique_items_says_so(greedy):
+    only_one = {"type": "array", "items": {"type": "integer", "enum": [1]}, "minItems": 2, "uniqueItems": True}
+    result = greedy.search("Pick two", [tool({"x": only_one})])
+    assert not result.complete and "uniqueItems" in result.error
