@@ -120,7 +120,7 @@ def _extend(children: st.SearchStrategy[dict]) -> st.SearchStrategy[dict]:
     )
 
 
-VALUES = st.recursive(LEAVES, _extend, max_leaves=6)
+VALUES = st.recursive(LEAVES, _extend, max_leaves=int(os.environ.get("TOOLPRM_PROPERTY_LEAVES", "6")))
 
 
 @st.composite
@@ -208,7 +208,7 @@ CONFIGS = st.sampled_from([
 
 @pytest.fixture(scope="module")
 def policy(tiny_model_dir):
-    return TransformersPolicy(str(tiny_model_dir), max_step_tokens=24)
+    return TransformersPolicy(str(tiny_model_dir), max_step_tokens=int(os.environ.get("TOOLPRM_PROPERTY_STEP_TOKENS", "24")))
 
 
 def _standard(schema):
