@@ -197,10 +197,11 @@ def messages(draw):
     return out
 
 
-CONFIGS = st.sampled_from([
+CONFIGS = st.sampled_from([  # mostly "a call is required", so most answers are calls to validate
     SearchConfig(strategy="greedy", budget_seconds=BUDGET_SECONDS),
-    SearchConfig(strategy="self_consistency", beams=2, expand=2, budget_seconds=BUDGET_SECONDS, seed=1),
-    SearchConfig(strategy="beam", beams=2, expand=2, budget_seconds=BUDGET_SECONDS),
+    SearchConfig(strategy="greedy", allow_no_call=False, budget_seconds=BUDGET_SECONDS),
+    SearchConfig(strategy="self_consistency", beams=2, expand=2, allow_no_call=False, budget_seconds=BUDGET_SECONDS, seed=1),
+    SearchConfig(strategy="beam", beams=2, expand=2, allow_no_call=False, budget_seconds=BUDGET_SECONDS),
     SearchConfig(strategy="greedy", max_string_length=8, max_array_items=2, allow_no_call=False, budget_seconds=BUDGET_SECONDS),
     SearchConfig(strategy="beam", beams=2, expand=3, budget_tokens=300, budget_seconds=BUDGET_SECONDS, max_calls=2),
 ])
