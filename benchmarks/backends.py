@@ -76,7 +76,11 @@ def worker(backend: str, n: int, strategies: list[str], threads: int) -> dict:
     else:
         from toolprm_agents.backends.serve import ApiServer
 
-        log = Path(tempfile.gettempdir()) / "toolprm-backends-server.log"
+        # a fresh, owner-only file: a fixed name in a shared /tmp could be pre-created or linked by another user
+        fd, log_name = tempfile.mkstemp(prefix="toolprm-backends-server-", suffix=".log")
+        os.close(fd)
+        log = Path(log_name)
+        print(f"server log: {log}", file=sys.stderr, flush=True)
         server = ApiServer.start(resolve_model_path("smollm2"), log, lora={"judge": adapter})
         url = server.url
         out["server_ready_seconds"] = server.ready_seconds

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-vllm.sh
 VENV="${VLLM_VENV:-.venv-vllm}"
-TMP="${TMPDIR:-/tmp}/toolprm-vllm"
+# the user's own cache (vLLM loads compiled code from it): not a fixed, shared /tmp name
+TMP="${TOOLPRM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toolprm-agents}/vllm-tests"
 mkdir -p "$TMP"
 export VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" VLLM_HOST_IP=127.0.0.1 HF_HUB_OFFLINE=1
 export VLLM_CACHE_ROOT="${VLLM_CACHE_ROOT:-$TMP/cache}" VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_OMP_THREADS_BIND=nobind

@@ -141,17 +141,20 @@ def progress_printer(stream=sys.stderr):
 
 
 def load_tools(path: str) -> list:
+    """The tool list in a JSON file (a :class:`~toolprm_agents.schema.ToolSpecError` if it is not one)."""
+    from .schema import ToolSpecError
+
     p = Path(path)
     if not p.is_file():
-        raise SystemExit(f"error: tools file {path!r} does not exist")
+        raise ToolSpecError(f"tools file {path!r} does not exist")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: tools file {path!r} is not JSON: {exc}") from None
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ToolSpecError(f"tools file {path!r} is not JSON (UTF-8): {exc}") from None
     if isinstance(data, dict):
         data = data.get("tools", [data])
     if not isinstance(data, list):
-        raise SystemExit(f"error: tools file {path!r} must hold a JSON list of function schemas")
+        raise ToolSpecError(f"tools file {path!r} must hold a JSON list of function schemas")
     return data
 
 
@@ -167,11 +170,15 @@ def _call(args: argparse.Namespace) -> int:
     """Find the tool calls for one question and print them as JSON."""
     from .schema import ToolSpecError, to_tool_specs
 
-    question = sys.stdin.read() if args.question == "-" else args.question
+    if args.question == "-":  # invalid UTF-8 is kept (as surrogates) so the error names it
+        raw = getattr(sys.stdin, "buffer", None)
+        question = raw.read().decode("utf-8", "surrogateescape") if raw is not None else sys.stdin.read()
+    else:
+        question = args.question
     try:
         tools = to_tool_specs(load_tools(args.tools))
     except ToolSpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"loading models ({args.policy or 'smollm2'}, scorer {args.scorer if args.strategy != 'greedy' else 'none'})...", file=sys.stderr, flush=True)
@@ -213,13 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, (configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=(COMMANDS[name][1].__doc__ or "").strip().split("\n")[0] or None))
     args = parser.parse_args(argv)
-    from .models import ModelLoadError
-    from .scorers import ScorerError
+    from .errors import ToolPRMError
 
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, ModelLoadError, ScorerError) as exc:  # errors whose message is meant for the user
-        print(f"error: {exc}", file=sys.stderr)
+    except ToolPRMError as exc:  # bad input: its message is meant for the user, on one line
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
 
 

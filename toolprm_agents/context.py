@@ -8,7 +8,6 @@ batch of ``n`` rows for sampling or scoring its candidates in one forward pass e
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
 
 import copy
 import threading
@@ -18,10 +17,10 @@ import torch
 
 from .compute import Compute
 from .prefix_cache import PrefixLRU
+from .prompt import encode_prompt, encode_text
 
 
-class PromptTooLongError(ToolPRMError, ValueError):
-    """The prompt does not fit the model's context window."""
+from .errors import PromptTooLongError  # noqa: E402  (defined without torch, for the search)
 
 
 @dataclass
@@ -64,7 +63,7 @@ class ContextStore:
         self.counter = counter
         self.prompt_text = prompt_text
         self._lock = threading.Lock()
-        ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(tokenizer, prompt_text)
         window = model_context_window(model)
         if len(ids) + reserve_tokens > window:
             raise PromptTooLongError(
@@ -97,8 +96,10 @@ class ContextStore:
         self._count(len(ids))
         return out.past_key_values, out.logits[0, -1].float()
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def encode(self, text: str, suffix: str = "") -> list[int]:
+        """Answer text tokenised as text (a special-token string in it is not a control token),
+        then ``suffix`` (template text, e.g. a judge turn) as written."""
+        return encode_text(self.tokenizer, text, suffix)
 
     # -- contexts ---------------------------------------------------------------------------
     def get(self, text: str) -> Context:

@@ -20,4 +20,12 @@ class ToolPRMError(Exception):
     """Bad input to toolprm-agents: the message names what was wrong."""
 
 
-__all__ = ["ToolPRMError"]
+class ConfigError(ToolPRMError, ValueError):
+    """A setting is out of its range (a thread count, a port, a backend reference)."""
+
+
+class PromptTooLongError(ToolPRMError, ValueError):
+    """The prompt does not fit the model's context window (also importable from ``toolprm_agents.context``)."""
+
+
+__all__ = ["ConfigError", "PromptTooLongError", "ToolPRMError"]

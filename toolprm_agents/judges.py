@@ -221,7 +221,17 @@ class JudgeFormat:
         return ids[0]
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        """Prompt or template text: a rendered prompt's message content is text (not control tokens)."""
+        from .prompt import encode_prompt
+
+        return encode_prompt(self.tokenizer, text) if text else []
+
+    def encode_answer(self, text: str, suffix: str = "") -> list[int]:
+        """Answer text as text (a special-token string in an argument is no control token), then
+        ``suffix`` (the judge turn) as written."""
+        from .prompt import encode_text
+
+        return encode_text(self.tokenizer, text, suffix)
 
     def render(self, messages, tools) -> str:
         """The prompt text for normalised ``messages`` and tool specs (what the scorers read)."""

@@ -19,7 +19,7 @@ so a policy and a scorer asking for the same model share one copy in memory.
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
+from .errors import ConfigError, ToolPRMError
 
 import contextlib
 import fcntl
@@ -176,15 +176,33 @@ def _is_complete(folder: pathlib.Path) -> bool:
 
 @contextlib.contextmanager
 def _file_lock(lock_path: pathlib.Path) -> Iterator[None]:
-    """Exclusive advisory lock (fcntl) on ``lock_path``; released on exit or process death."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """Exclusive advisory lock (fcntl) on ``lock_path``; released on exit or process death.
+
+    The lock file is removed when the lock is released (a build that failed leaves nothing
+    behind). A process that waited on a file removed meanwhile sees that its file is no
+    longer the one at ``lock_path`` and locks the new one instead, so two processes never
+    hold the lock at once.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed (and maybe re-created) while we waited: lock the file there now
+    try:
+        yield
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -300,7 +318,7 @@ def load_causal_lm(
     """
     if num_threads is not None:
         if num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}")
         torch.set_num_threads(num_threads)
     dt = _as_dtype(dtype)
     path = resolve_model_path(name_or_path)

@@ -72,7 +72,11 @@ class TransformersPolicy(Policy):
             from .models import load_causal_lm
 
             self.model, self.tokenizer = load_causal_lm(model)
-        if num_threads:
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+                from .errors import ConfigError
+
+                raise ConfigError(f"num_threads must be a whole number >= 1, got {num_threads!r}")
             torch.set_num_threads(num_threads)
         self.prompt_format = prompt_format or PromptFormat()
         self.max_step_tokens = max_step_tokens
@@ -175,7 +179,7 @@ class TransformersSession(PolicySession):
         are dropped until the prompt fits the context window with ``max_tokens`` to spare.
         """
         from .context import model_context_window
-        from .prompt import CHATML
+        from .prompt import CHATML, encode_prompt, render_chat
 
         pol = self.policy
         tok = pol.tokenizer
@@ -183,8 +187,7 @@ class TransformersSession(PolicySession):
         chat = list(messages)
         window = model_context_window(pol.model) - int(max_tokens)
         while True:
-            text = tok.apply_chat_template(chat, chat_template=template, tokenize=False, add_generation_prompt=True)
-            ids = tok(text, add_special_tokens=False)["input_ids"]
+            ids = encode_prompt(tok, render_chat(tok, chat, template))
             if len(ids) <= window or len(chat) <= 2:
                 ids = ids[-window:]
                 break
@@ -359,7 +362,8 @@ class TransformersSession(PolicySession):
         tok = self.policy.tokenizer
         full = text + tail
         try:
-            enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+            # answer text is text: a special-token string in it is not a control token
+            enc = tok(full, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
             ids, offsets = enc["input_ids"], enc["offset_mapping"]
             n = sum(1 for (a, _) in offsets if a < len(text))
         except (NotImplementedError, TypeError, KeyError):  # a slow tokenizer: count by decoding
@@ -416,8 +420,12 @@ class TransformersSession(PolicySession):
         forced = lead + probe.find_jump_forward_string()
         # a trailing space is left to the model: it writes it together with what follows (` "`)
         given = forced.rstrip(" ")
-        if given:
-            base.accept_string(given)
+        if given and not base.fork().accept_string(given):
+            # xgrammar can report a forced string its grammar rejects (U+0080 then "0" as U+0800):
+            # then only the lead is given and the model writes the rest under the grammar
+            given = lead.rstrip(" ")
+        if given and not base.accept_string(given):
+            raise RuntimeError(f"grammar rejected the lead {given!r} of its own decision")
         ctx = self.store.get(answer.text + given)
         matchers = [base.fork() for _ in range(n)]
         cache = self.store.fork(ctx, n)

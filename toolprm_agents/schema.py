@@ -21,12 +21,15 @@ The normalised value schema is a small JSON Schema subset:
   default lives in `ArgSpec.default`).
 
 ``{}`` means "any JSON value". ``$ref`` is resolved inline, single-element
-``allOf`` is inlined, annotation keys (``title``, ``examples``, ...) and
-``uniqueItems`` are dropped, and anything the subset cannot express raises
-`ToolSpecError` naming the tool and the argument path. An ``enum`` that
-contradicts its ``type`` (BFCL has ``{"type": "integer", "enum": ["1", "2"]}``) is
-kept as written, except that BFCL's ``{"type": "array", "enum": [...]}`` ("a list
-of these values") moves the enum onto ``items``.
+``allOf`` is inlined, annotation keys (``title``, ``examples``, ...) are dropped,
+``uniqueItems`` is kept (the grammar cannot forbid repeated items, so the search drops
+a value whose items repeat), and anything the subset cannot express raises
+`ToolSpecError` naming the tool and the argument path. An ``enum`` (or ``const``)
+that contradicts its ``type`` (``{"type": "integer", "enum": ["1", "2"]}``) is a
+`ToolSpecError`: no value could be valid. BFCL's data has such enums and expects
+their values; inside :func:`keep_mismatched_enums` (the BFCL benchmark) they are kept
+as written. BFCL's ``{"type": "array", "enum": [...]}`` ("a list of these values")
+moves the enum onto ``items``.
 
 Example:
     ```python
@@ -54,8 +57,11 @@ from __future__ import annotations
 
 from .errors import ToolPRMError
 
+import contextlib
+import contextvars
 import copy
 import inspect
+import json
 import math
 import re
 import typing
@@ -464,7 +470,15 @@ def _build_spec(name: Any, description: Any, parameters: Any) -> ToolSpec:
         schema = dict(schema)
         default = schema.pop("default", MISSING)
         args.append(ArgSpec(arg_name, schema, arg_name in required, default, schema.get("description", "")))
-    return ToolSpec(name, description, tuple(args))
+    spec = ToolSpec(name, description, tuple(args))
+    try:  # the tool's text reaches the tokenizer: it must be valid Unicode
+        json.dumps(spec.to_openai(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ToolSpecError(
+            f"the tool's text is not valid Unicode (a lone surrogate {exc.object[exc.start]!r}; invalid UTF-8 read "
+            "with surrogateescape gives these): fix its encoding", tool=name
+        ) from None
+    return spec
 
 
 def _check_tool_name(name: Any) -> None:
@@ -509,7 +523,7 @@ _TYPE_NAMES = {
 }
 _STRING_KEYS = ("minLength", "maxLength", "pattern", "format")
 _NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-_ARRAY_KEYS = ("items", "minItems", "maxItems")
+_ARRAY_KEYS = ("items", "minItems", "maxItems", "uniqueItems")
 _OBJECT_KEYS = ("properties", "required", "additionalProperties")
 _KEYS_FOR_TYPE = {
     "string": _STRING_KEYS,
@@ -524,11 +538,27 @@ _TYPED_KEYS = frozenset(_STRING_KEYS + _NUMBER_KEYS + _ARRAY_KEYS + _OBJECT_KEYS
 _KNOWN_KEYS = _TYPED_KEYS | {
     "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "prefixItems", "nullable", "description", "default"
 }
-# Dropped without effect on the value set; "uniqueItems" is dropped too (never enforced).
+# Dropped without effect on the value set.
 _IGNORED_KEYS = frozenset({
     "title", "examples", "example", "$schema", "$id", "$comment", "$defs", "definitions", "deprecated",
-    "readOnly", "writeOnly", "optional", "discriminator", "contentMediaType", "contentEncoding", "uniqueItems",
+    "readOnly", "writeOnly", "optional", "discriminator", "contentMediaType", "contentEncoding",
 })
+
+
+#: BFCL's tool docs declare ``{"type": "integer", "enum": ["1", "2"]}`` and expect the enum's
+#: values; :func:`keep_mismatched_enums` keeps such enums as written (the enum decides)
+_KEEP_MISMATCHED_ENUMS: contextvars.ContextVar[bool] = contextvars.ContextVar("keep_mismatched_enums", default=False)
+
+
+@contextlib.contextmanager
+def keep_mismatched_enums():
+    """Within this block an ``enum``/``const`` that contradicts its ``type`` is kept as written
+    (BFCL's data); outside it such a schema is a :class:`ToolSpecError`."""
+    token = _KEEP_MISMATCHED_ENUMS.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_MISMATCHED_ENUMS.reset(token)
 
 
 class _SchemaNormaliser:
@@ -589,11 +619,45 @@ class _SchemaNormaliser:
             # BFCL writes {"type": "array", "enum": [scalars...]} for "a list of these values";
             # as written no value could match, so the enum is moved onto the items.
             out["items"] = {**out["items"], "enum": out.pop("enum")}
+        if types is not None and not _KEEP_MISMATCHED_ENUMS.get():
+            for key in ("enum", "const"):
+                values = out.get("enum", []) if key == "enum" else ([out["const"]] if "const" in out else [])
+                bad = [v for v in values if not any(
+                    not validate_value({"type": t}, v) or (t == "integer" and isinstance(v, float) and v.is_integer())
+                    for t in types)]
+                if bad:
+                    raise self.error(
+                        f"'{key}' value(s) {_short(bad)} are not of the declared type {' or '.join(types)}: "
+                        f"no such value could be valid (fix 'type' or '{key}')", path)
         if types is not None and len(types) > 1:
             out = self.split_types(out, types, path)
+        self.check_satisfiable(out, path)
         if node.get("nullable") is True:
             out = self.nullable(out)
         return out
+
+    def check_satisfiable(self, out: dict, path: str) -> None:
+        """Bounds that contradict each other (``minLength`` > ``maxLength`` ...) leave no valid value."""
+        for lo, hi in (("minLength", "maxLength"), ("minItems", "maxItems")):
+            if lo in out and hi in out and out[lo] > out[hi]:
+                raise self.error(f"'{lo}' {out[lo]} is greater than '{hi}' {out[hi]}: no value could be valid", path)
+        kind = out.get("type")
+        if kind not in ("integer", "number") or "enum" in out or "const" in out:
+            return
+        low = [(out[k], k == "exclusiveMinimum") for k in ("minimum", "exclusiveMinimum") if k in out]
+        high = [(out[k], k == "exclusiveMaximum") for k in ("maximum", "exclusiveMaximum") if k in out]
+        if not low or not high:
+            return
+        (a, a_open), (b, b_open) = max(low, key=lambda x: (x[0], x[1])), min(high, key=lambda x: (x[0], not x[1]))
+        if kind == "integer":
+            first = math.floor(a) + 1 if a_open or a != math.floor(a) else int(a)
+            last = math.ceil(b) - 1 if b_open or b != math.ceil(b) else int(b)
+            empty = first > last
+        else:
+            empty = a > b or (a == b and (a_open or b_open))
+        if empty:
+            bounds = ", ".join(f"{k} {out[k]!r}" for k in _NUMBER_KEYS if k in out)
+            raise self.error(f"no {kind} satisfies {bounds}", path)
 
     def resolve(self, ref: Any, path: str) -> dict:
         if not isinstance(ref, str) or not ref.startswith("#"):
@@ -687,6 +751,11 @@ class _SchemaNormaliser:
         for key in ("minItems", "maxItems"):
             if key in node:
                 out[key] = self.count(node[key], key, path)
+        if "uniqueItems" in node:
+            if not isinstance(node["uniqueItems"], bool):
+                raise self.error(f"'uniqueItems' must be true or false, got {_short(node['uniqueItems'])}", path)
+            if node["uniqueItems"]:  # kept: the search drops a value whose items repeat
+                out["uniqueItems"] = True
         return out
 
     def prefix_items(self, node: dict, path: str, refs: frozenset[str]) -> dict:
@@ -905,6 +974,13 @@ def _violations(schema: dict, value: Any, path: str) -> list[tuple[str, str]]:
             out.append((path, f"array has fewer than minItems {schema['minItems']} items"))
         if len(value) > schema.get("maxItems", math.inf):
             out.append((path, f"array has more than maxItems {schema['maxItems']} items"))
+        if schema.get("uniqueItems") is True:
+            seen: list = []
+            for i, item in enumerate(value):
+                if any(_json_equal(item, s) for s in seen):
+                    out.append((path, f"items are not unique (uniqueItems): item {i} {_short(item)} repeats an earlier one"))
+                    break
+                seen.append(item)
         for i, item in enumerate(value):
             out += _violations(schema.get("items", {}), item, f"{path}[{i}]")
     elif isinstance(value, Mapping):

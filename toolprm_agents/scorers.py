@@ -207,7 +207,7 @@ class JudgeSession(ScorerSession):
         with self.judge.active():
             for ctx_text, idx in groups.items():
                 rows = [
-                    self.store.encode(pairs[i][1].text[len(ctx_text):] + self.judge.suffix(pairs[i][1])) for i in idx
+                    self.store.encode(pairs[i][1].text[len(ctx_text):], self.judge.suffix(pairs[i][1])) for i in idx
                 ]
                 logits, _ = forward_rows(self.store, ctx_text, rows, self.compute, all_positions=False)
                 p = torch.softmax(logits[:, [plus, minus]], dim=-1)[:, 0]

@@ -23,7 +23,7 @@ kept or pruned) and the compute it spent.
 
 from __future__ import annotations
 
-from .errors import ToolPRMError
+from .errors import PromptTooLongError, ToolPRMError
 
 import json
 import math
@@ -270,7 +270,23 @@ class Beam:
 
 def _step_once(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, n: int, temperature: float):
     """``answer`` extended by each distinct candidate for its open decision (forced steps included)."""
-    return [(plan.settle(answer.extend(c.step)), c) for c in policy.propose(answer, n, temperature)]
+    return [(plan.settle(answer.extend(c.step)), c) for c in _keep_valid(plan, policy.propose(answer, n, temperature))]
+
+
+def _keep_valid(plan: StepPlan, cands, compute: Compute | None = None, run: "SearchRun | None" = None):
+    """Candidates whose value the schema allows (what the grammar cannot enforce, repeated items
+    under ``uniqueItems`` or a length beside a ``pattern``, is checked here; such a value is
+    dropped, counted, and the last reason kept for the result's error)."""
+    kept = []
+    for c in cands:
+        why = plan.rejects(c.step)
+        if why is None:
+            kept.append(c)
+        elif run is not None:
+            run.rejected = why
+    if compute is not None:
+        compute.candidates_dropped += len(cands) - len(kept)
+    return kept
 
 
 def rollout(policy: PolicySession, plan: StepPlan, answer: PartialAnswer, temperature: float, until: Granularity) -> PartialAnswer | None:
@@ -371,6 +387,7 @@ class SearchRun:
         self.policy_weight, self.judge_weight, self.vote_weight = weights
         self.t0 = time.perf_counter()
         self._base_tokens = self._tokens()  # the prompt, read before the search starts
+        self.rejected: str | None = None  # the last value dropped for breaking its schema
 
     def _tokens(self) -> int:
         c = self.compute
@@ -396,7 +413,7 @@ class SearchRun:
     def step(self, answer: PartialAnswer, m: int, *, gate: float | None = None, samples: int = 0) -> list[tuple[PartialAnswer, Candidate]]:
         cfg = self.config
         prop = self.policy.decide(answer, m=m, temperature=cfg.temperature, gate=cfg.gate if gate is None else gate, samples=samples)
-        return [(self.plan.settle(answer.extend(c.step)), c) for c in prop.candidates]
+        return [(self.plan.settle(answer.extend(c.step)), c) for c in _keep_valid(self.plan, prop.candidates, self.compute, self)]
 
     def complete_greedily(self, beam: Beam, grace: float) -> Beam | None:
         """``beam`` finished by the policy's most probable alternative at each decision."""
@@ -742,7 +759,13 @@ class ToolPRMSearch:
         run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights)
         if factory is not None and not (config.strategy == "beam" and config.rank == "combined" and unit == "step"):
             run.scorer  # the paper's strategies judge from the first round
-        found = STRATEGIES[config.strategy](run)
+        try:
+            found = STRATEGIES[config.strategy](run)
+        except PromptTooLongError as exc:  # the answer grew past the context window mid-search
+            compute.stop_clock()
+            return SearchResult([], None, None, False, [], compute, config,
+                                error=f"the search stopped: {exc} (shorten the conversation or the tool list, "
+                                      "or bound the arguments' lengths)")
         compute.stop_clock()
         kept = policy if keep_session else None
         best = found.best
@@ -751,7 +774,8 @@ class ToolPRMSearch:
         if best is None:
             return SearchResult([], None, None, False, found.trace, compute, config, alternatives=alternatives,
                                 budget_exhausted=found.budget_exhausted, session=kept,
-                                error="no candidate answer could be completed within the bounds (max_step_tokens, max_rounds)")
+                                error="no candidate answer could be completed within the bounds (max_step_tokens, max_rounds)"
+                                      + (f"; a value was dropped for breaking its schema ({run.rejected})" if run.rejected else ""))
         if best.truncated:
             return SearchResult([], best.answer, None, False, found.trace, compute, config, alternatives=alternatives,
                                 budget_exhausted=found.budget_exhausted, step_scores=best.confidence, session=kept,

@@ -285,6 +285,25 @@ class StepPlan:
                 return Step(alt.kind, text + alt.tail, function=alt.function, arg=alt.arg, value=value)
         raise StepParseError(f"{text!r} is none of the alternatives of the open decision")
 
+    #: what the grammar cannot enforce: repeated items (``uniqueItems``) and a string's length
+    #: next to a ``pattern`` (xgrammar follows the pattern alone)
+    _UNENFORCED = ("uniqueItems", "minLength", "maxLength")
+
+    def rejects(self, step: Step) -> str | None:
+        """Why an argument value the grammar let through breaks its schema anyway, else ``None``."""
+        if step.kind is not StepKind.ARG or step.function not in self.by_name:
+            return None
+        arg = next((a for a in self.by_name[step.function].args if a.name == step.arg), None)
+        if arg is None:
+            return None
+        text = json.dumps(arg.schema)
+        if not any(k in text for k in self._UNENFORCED):
+            return None
+        from .schema import validate_value
+
+        broken = [p for p in validate_value(arg.schema, step.value) if any(k in p for k in self._UNENFORCED)]
+        return f"argument {step.arg!r}: {broken[0]}" if broken else None
+
     def forced_step(self, answer: PartialAnswer) -> Step | None:
         """The next step if it has a single alternative with nothing to generate."""
         if answer.done:
@@ -394,10 +413,12 @@ def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
     types = types if isinstance(types, list) else [types]
     if "string" in types and "enum" not in out and "const" not in out and "pattern" not in out and "format" not in out:
         out["maxLength"] = min(out.get("maxLength", limits.max_string_length), limits.max_string_length)
+        if out.get("minLength", 0) > out["maxLength"]:  # the field's own minLength raises the cap for it
+            out["maxLength"] = min(schema.get("maxLength", out["minLength"]), out["minLength"])
     if "array" in types:
         out["maxItems"] = min(out.get("maxItems", limits.max_array_items), limits.max_array_items)
-        if "minItems" in out and out["minItems"] > out["maxItems"]:
-            out["maxItems"] = out["minItems"]
+        if "minItems" in out and out["minItems"] > out["maxItems"]:  # the library's cap, not the tool's own maxItems
+            out["maxItems"] = min(schema.get("maxItems", out["minItems"]), out["minItems"])
     for key in ("items", "additionalProperties"):
         if isinstance(out.get(key), dict):
             out[key] = bounded_schema(out[key], limits)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import ConfigError
 from ..interfaces import Policy, Scorer, ScorerError
 from .base import BackendError
 
@@ -48,7 +49,7 @@ def backend_of(spec: Any) -> tuple[str, Any]:
             ref = s[len("vllm:"):].strip() if ":" in s else ""
             return "vllm", ref or None
         if s.split(":", 1)[0] in ("http", "https", "openai", "vllm-serve", "tgi"):
-            raise ValueError(f"backend spec {spec!r}: a server is given by its URL, e.g. http://127.0.0.1:8000/v1")
+            raise ConfigError(f"backend spec {spec!r}: a server is given by its URL, e.g. http://127.0.0.1:8000/v1")
     return "transformers", spec
 
 

@@ -100,6 +100,7 @@ class TokenContexts:
     """
 
     def __init__(self, prompt_ids: list[int], encode, capacity: int = 8):
+        # encode(answer_text, suffix=""): answer text as text, then template text (a judge turn)
         self.prompt_ids, self.encode, self.capacity = list(prompt_ids), encode, capacity
         self._ids: PrefixLRU[list[int]] = PrefixLRU(self.prompt_ids, capacity)
 
@@ -121,7 +122,7 @@ def judge_rows(spec: JudgeFormat, contexts: TokenContexts, pairs) -> list[list[i
     for ctx, cand in pairs:
         if not cand.text.startswith(ctx.text):
             raise ValueError("a candidate must extend its context answer")
-        rows.append(contexts.get(ctx.text) + contexts.encode(cand.text[len(ctx.text):] + spec.suffix(cand)))
+        rows.append(contexts.get(ctx.text) + contexts.encode(cand.text[len(ctx.text):], spec.suffix(cand)))
     return rows
 
 

@@ -35,9 +35,10 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from ..compute import Compute
+from ..errors import ConfigError
 from ..interfaces import Candidate, Policy, PolicySession, Scorer, ScorerSession, SharedContext
 from ..judges import locate_judge_weights
-from ..prompt import CHATML, PromptFormat
+from ..prompt import CHATML, PromptFormat, refuse_control_text, render_chat
 from ..steps import PartialAnswer, StepPlan
 from .base import BackendError, GenOutput, TokenContexts, build_candidates, judge_rows, judge_spec, label_probability
 
@@ -258,7 +259,16 @@ class _ServerModel:
         return not isinstance(self.resolve()[1], _TemplateOnly)
 
     def encode(self, text: str) -> list[int]:
-        return self._tok(text, add_special_tokens=False)["input_ids"] if text else []
+        """Prompt text: a rendered prompt's message content is text, the template's markers special."""
+        from ..prompt import encode_prompt
+
+        return encode_prompt(self._tok, text) if text else []
+
+    def encode_answer(self, text: str, suffix: str = "") -> list[int]:
+        """Answer text as text, then ``suffix`` (a judge turn) as written."""
+        from ..prompt import encode_text
+
+        return encode_text(self._tok, text, suffix)
 
 
 
@@ -266,7 +276,7 @@ def _client(base_url: str, client: CompletionsClient | None, kw: dict) -> Comple
     if client is not None:
         return client
     if not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
+        raise ConfigError(f"server URL must start with http:// or https://, got {base_url!r}")
     return CompletionsClient(base_url, **kw)
 
 
@@ -302,7 +312,7 @@ class OpenAIServerPolicy(Policy):
         **client_kw,
     ):
         if grammar_field not in ("structured_outputs", "guided_grammar"):
-            raise ValueError("grammar_field must be 'structured_outputs' or 'guided_grammar'")
+            raise ConfigError("grammar_field must be 'structured_outputs' or 'guided_grammar'")
         self.client = _client(base_url, client, client_kw)
         self.base_url = self.client.base_url
         self.served = _ServerModel(self.client, model, tokenizer)
@@ -319,7 +329,10 @@ class OpenAIServerPolicy(Policy):
 
     def session(self, messages, plan, compute, *, seed=0) -> "OpenAIServerSession":
         _, tok = self.served.resolve()
-        return OpenAIServerSession(self, plan, self.prompt_format.render(tok, messages, plan.tools), compute, seed)
+        prompt = self.prompt_format.render(tok, messages, plan.tools)
+        if not self.served.has_tokenizer:  # sent as text: the server would read a control token in it
+            refuse_control_text(prompt, self.base_url)
+        return OpenAIServerSession(self, plan, prompt, compute, seed)
 
     def completion_payload(self, prompt, grammar: str, n: int, temperature: float, seed: int | None) -> dict:
         model, _ = self.served.resolve()
@@ -349,7 +362,7 @@ class OpenAIServerSession(PolicySession):
         self._calls = 0
         served = policy.served
         # token ids split like the in-process backends' (same ids, same greedy answer); text without a tokenizer
-        self.contexts = TokenContexts(served.encode(prompt_text), served.encode) if served.has_tokenizer else None
+        self.contexts = TokenContexts(served.encode(prompt_text), served.encode_answer) if served.has_tokenizer else None
 
     def propose(self, answer: PartialAnswer, n: int, temperature: float) -> list[Candidate]:
         forced = self.plan.forced_step(answer)
@@ -395,8 +408,10 @@ class OpenAIServerSession(PolicySession):
         pol = self.policy
         model, tok = pol.served.resolve()
         template = pol.prompt_format.chat_template or getattr(tok, "chat_template", None) or CHATML
-        text = tok.apply_chat_template(list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
-        prompt = pol.served.encode(text) if pol.served.has_tokenizer else text
+        text = render_chat(tok, list(messages), template)
+        if not pol.served.has_tokenizer:
+            refuse_control_text(text, pol.base_url)
+        prompt = pol.served.encode(text) if pol.served.has_tokenizer else str(text)
         payload = {"model": model, "prompt": prompt, "max_tokens": int(max_tokens), "temperature": 0.0,
                    "stop": ["<|im_end|>"], "add_special_tokens": False, "skip_special_tokens": True}
         data = pol.client.post("completions", payload)
@@ -466,7 +481,7 @@ class OpenAIServerJudge(Scorer):
         # the same served model and prompt: the policy's token contexts
         contexts = shared.reuse((self.base_url, self.served.resolve()[0]), prompt_ids) if shared is not None else None
         if not isinstance(contexts, TokenContexts):
-            contexts = TokenContexts(prompt_ids, self.served.encode)
+            contexts = TokenContexts(prompt_ids, self.served.encode_answer)
         return OpenAIServerJudgeSession(self, contexts, compute)
 
     def label_logprobs(self, rows: list[list[int]]) -> tuple[list[tuple[float, float]], dict]:

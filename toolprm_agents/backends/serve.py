@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..errors import ConfigError
 from .base import BackendError
 
 __all__ = ["ApiServer", "ServerStartError", "free_port", "serve_command"]
@@ -65,7 +66,7 @@ def serve_command(
     ['-m', 'vllm.entrypoints.openai.api_server', '--model', 'm']
     """
     if not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+        raise ConfigError(f"port must be an int in 1..65535, got {port!r}")
     cmd = [
         python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
         "--host", host, "--port", str(port), "--enforce-eager", "--dtype", "float32",
@@ -76,7 +77,7 @@ def serve_command(
     if lora:
         bad = [n for n in lora if not n or "=" in n or "#" in n or n != n.strip()]
         if bad:
-            raise ValueError(f"LoRA served names must be non-empty without '=', '#' or spaces: {bad}")
+            raise ConfigError(f"LoRA served names must be non-empty without '=', '#' or spaces: {bad}")
         cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--lora-modules",
                 *(f"{name}={path}" for name, path in lora.items())]
     return cmd + list(extra)

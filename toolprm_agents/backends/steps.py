@@ -288,7 +288,9 @@ class StepRequestBuilder:
 
     def _value_jump(self, value: xgr.Grammar) -> str:
         matcher = xgr.GrammarMatcher(self._compiler.compile_grammar(value))
-        return matcher.find_jump_forward_string()
+        jump = matcher.find_jump_forward_string()
+        # xgrammar can report a forced string its grammar rejects (U+0080 then "0" as U+0800)
+        return jump if not jump or matcher.accept_string(jump) else ""
 
     def build(self, decision: Decision) -> StepRequest:
         alts = decision.alternatives

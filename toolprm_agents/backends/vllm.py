@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,11 @@ def cpu_env(cache_root: str | os.PathLike | None = None) -> dict[str, str]:
     ``OMP_NUM_THREADS=1``: on a 2-core machine shared with other work, vLLM's CPU kernels ran
     10-20x slower with two OpenMP threads than with one (raise it on a machine of your own).
     """
-    root = Path(cache_root) if cache_root else Path(tempfile.gettempdir()) / "toolprm-vllm-cache"
+    # the user's own cache folder: a fixed name in a shared /tmp could be pre-created by another
+    # user, and vLLM loads compiled code from its cache
+    from ..models import cache_dir
+
+    root = Path(cache_root) if cache_root else cache_dir() / "vllm"
     return {
         "VLLM_TARGET_DEVICE": "cpu",
         "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -98,7 +101,16 @@ class VLLMEngine:
     lora: bool = False
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        """Prompt text: a rendered prompt's message content is text, the template's markers special."""
+        from ..prompt import encode_prompt
+
+        return encode_prompt(self.tokenizer, text) if text else []
+
+    def encode_answer(self, text: str, suffix: str = "") -> list[int]:
+        """Answer text as text, then ``suffix`` (a judge turn) as written."""
+        from ..prompt import encode_text
+
+        return encode_text(self.tokenizer, text, suffix)
 
     def stop_ids(self) -> set[int]:
         """Special tokens (the grammar ends with one of the engine's stop tokens)."""
@@ -202,7 +214,7 @@ class VLLMPolicy(Policy):
         return self.prompt_format.render(self.tokenizer, messages, plan.tools)
 
     def session(self, messages, plan, compute, *, seed=0) -> "VLLMSession":
-        contexts = TokenContexts(self.engine.encode(self.prompt_text(messages, plan)), self.engine.encode)
+        contexts = TokenContexts(self.engine.encode(self.prompt_text(messages, plan)), self.engine.encode_answer)
         return VLLMSession(self, plan, contexts, compute, seed)
 
 
@@ -260,11 +272,11 @@ class VLLMSession(PolicySession):
         """A greedy text answer from the engine (the policy's chat template; no grammar)."""
         from vllm import SamplingParams
 
-        from ..prompt import CHATML
+        from ..prompt import CHATML, render_chat
 
         pol, eng = self.policy, self.policy.engine
         template = pol.prompt_format.chat_template or getattr(pol.tokenizer, "chat_template", None) or CHATML
-        text = pol.tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False, add_generation_prompt=True)
+        text = render_chat(pol.tokenizer, list(messages), template)
         ids = eng.encode(text)
         params = SamplingParams(n=1, temperature=0.0, max_tokens=int(max_tokens), stop=["<|im_end|>"], skip_special_tokens=True)
         with eng.lock:
@@ -318,7 +330,7 @@ class VLLMJudge(Scorer):
         # same weights, same prompt: the policy's token contexts (as transformers shares its cache)
         contexts = shared.reuse(self.engine, prompt_ids) if shared is not None else None
         if not isinstance(contexts, TokenContexts):
-            contexts = TokenContexts(prompt_ids, self.engine.encode)
+            contexts = TokenContexts(prompt_ids, self.engine.encode_answer)
         return VLLMJudgeSession(self, contexts, compute)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from ..errors import ToolPRMError
 
+import contextlib
 import json
 import os
 import platform
@@ -98,7 +99,7 @@ def compute_dict(compute: Compute | dict | None) -> dict[str, Any]:
 def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], Any]) -> dict:
     """Search ``item`` and score the answer: the record ``items.jsonl`` keeps."""
     from ..prompt import MessageError
-    from ..schema import ToolSpecError, to_tool_specs
+    from ..schema import ToolSpecError, keep_mismatched_enums, to_tool_specs
 
     record: dict[str, Any] = {"id": item.id}
     alternatives: list[dict] = []
@@ -107,7 +108,8 @@ def answer_item(benchmark: Benchmark, item: EvalItem, get_search: Callable[[], A
     else:
         note = None
         try:
-            specs = to_tool_specs(item.tools)  # the item's own tool definitions may be invalid
+            with keep_mismatched_enums() if getattr(benchmark, "keeps_mismatched_enums", False) else contextlib.nullcontext():
+                specs = to_tool_specs(item.tools)  # the item's own tool definitions may be invalid
             result = get_search().search(item.messages, specs)
         except (ToolSpecError, MessageError) as exc:  # the item's data, not the search
             calls, complete, score = [], False, None
@@ -325,7 +327,7 @@ def run_eval(
     stream = stream or sys.stderr
     bench = load_benchmark(benchmark)
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise EvalConfigError(f"limit must be at least 1, got {limit}")
     lazy = callable(search) and not hasattr(search, "search")
     searcher: list[Any] = []
 

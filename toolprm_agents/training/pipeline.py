@@ -148,7 +148,7 @@ def stage_data(recipe: dict, out: Path, force: bool = False) -> list[Example]:
     max_prompt = cfg.get("max_prompt_tokens")
     if max_prompt:
         from ..models import resolve_model_path
-        from ..prompt import PromptFormat, normalize_messages
+        from ..prompt import PromptFormat, encode_prompt, normalize_messages
         from ..schema import to_tool_specs
         from transformers import AutoTokenizer
 
@@ -160,7 +160,7 @@ def stage_data(recipe: dict, out: Path, force: bool = False) -> list[Example]:
         fmt = PromptFormat()
         fit = []
         for ex in kept:
-            n = len(tok(fmt.render(tok, normalize_messages(ex.messages), to_tool_specs(ex.tools)), add_special_tokens=False)["input_ids"])
+            n = len(encode_prompt(tok, fmt.render(tok, normalize_messages(ex.messages), to_tool_specs(ex.tools))))
             if n <= max_prompt:
                 fit.append(ex)
         report["dropped_prompt_too_long"] = len(kept) - len(fit)

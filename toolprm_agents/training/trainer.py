@@ -214,7 +214,7 @@ def pack_group(group: JudgeUnitGroup, fmt: JudgeFormat, max_length: int = 2048) 
     def seg_tokens(parent_text: str, text: str) -> list[int]:
         key = (parent_text, text)
         if key not in enc_cache:
-            enc_cache[key] = fmt.encode(text[len(parent_text):])
+            enc_cache[key] = fmt.encode_answer(text[len(parent_text):])
         return enc_cache[key]
 
     parent_of: dict[str, str | None] = {}
@@ -267,7 +267,7 @@ def pack_group(group: JudgeUnitGroup, fmt: JudgeFormat, max_length: int = 2048) 
     seq = _Seq()
     for ctx, judged, ok in group.units:
         path = chain(ctx.text)
-        leaf = fmt.encode(judged.text[len(ctx.text):] + fmt.suffix(judged))
+        leaf = fmt.encode_answer(judged.text[len(ctx.text):], fmt.suffix(judged))
         need = seq.cost(path, leaf)
         if len(seq.ids) + need > max_length:
             if seq.labels:
