@@ -389,6 +389,8 @@ class _TimeBudget(TrainerCallback):
         if self.seconds and self.t0 is not None and time.monotonic() - self.t0 > self.seconds:
             control.should_training_stop = True
             self.stopped_at = state.global_step
+            if getattr(args.save_strategy, "value", args.save_strategy) != "no":
+                control.should_save = True  # a checkpoint where the budget stopped: the next run resumes from it
         return control
 
 
