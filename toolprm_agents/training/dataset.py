@@ -275,6 +275,7 @@ def format_statistics(stats: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     splits = [x for x in ("train", "test", "calib") if stats.get(x)]
+    summary = stats.get("summary")
     for split in splits:
         s = stats[split]
         lines.append(
@@ -297,4 +298,12 @@ def format_statistics(stats: dict) -> str:
                 n = b["pos"] + b["neg"]
                 cells.append(f"{b['pos']} / {b['neg']} ({100 * b['pos'] / n:.0f} %)" if n else "-")
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    if summary:
+        lines += ["", f"In all: {summary['examples']} examples ({', '.join(f'{k} {v}' for k, v in summary['examples_by_kind'].items())}), "
+                  f"{summary['distinct_user_texts']} distinct user texts ({summary['distinct_user_texts_from_sources']} from the sources as they are), "
+                  f"{summary['labelled_step_units']} labelled step units."]
+        if summary.get("perturbation_mix"):
+            lines.append("Perturbed answers by error type: " + ", ".join(f"{k.split(':')[-1]} {100 * v:.1f} %" for k, v in summary["perturbation_mix"].items())
+                         + f" (of {summary['perturbed_answers']}); negative step units by origin: "
+                         + ", ".join(f"{k} {100 * v[1]:.1f} %" for k, v in summary["negative_step_units_by_origin"].items()) + ".")
     return "\n".join(lines)

@@ -79,10 +79,15 @@ MIX: dict[str, float] = {
 @dataclass
 class PerturbConfig:
     """``per_example``: perturbations drawn per example (duplicates and rejects dropped);
-    ``continue_share``: share written on past the wrong step; ``mix``: type shares."""
+    ``continue_share``: share written on past the wrong step (``continue_by_type`` per type);
+    ``mix``: type shares."""
 
     per_example: int = 12
     continue_share: float = 0.5
+    #: a wrong call written on gives several negatives at once (every argument of a wrong
+    #: function is wrong): those types are continued less, so the negative *steps* keep
+    #: close to the error mix too
+    continue_by_type: dict = field(default_factory=lambda: {"wrong_function": 0.15, "wrong_call_count": 0.25})
     seed: int = 0
     mix: dict = field(default_factory=lambda: dict(MIX))
     max_tries: int = 4  # per draw: tries of the drawn type before another type is drawn
@@ -338,8 +343,8 @@ class _Maker:
         self.pools = conversation_spans(ex)
         self.calls = [dict(c) for c in ex.calls]
 
-    def go_on(self) -> bool:
-        return self.rng.random() < self.config.continue_share
+    def go_on(self, kind: str) -> bool:
+        return self.rng.random() < self.config.continue_by_type.get(kind, self.config.continue_share)
 
     def rest_after_call(self, k: int) -> list[dict]:
         return self.calls[k + 1 :]
@@ -370,7 +375,7 @@ class _Maker:
             if d is not MISSING and values_equal(new, d) and step.arg not in self.calls[k]["arguments"]:
                 continue
             answer = _arg(self.plan, prefix, step.arg, new)
-            if self.go_on():
+            if self.go_on("wrong_value"):
                 answer = PartialAnswer(answer.steps + self.gold.steps[i + 1 :])
             return answer, i, sub
         return None
@@ -387,7 +392,7 @@ class _Maker:
         prefix = PartialAnswer(self.gold.steps[:i])
         answer = _func(self.plan, prefix, name)
         target = len(prefix.steps)
-        if self.go_on():
+        if self.go_on("wrong_function"):
             gold_args = self.calls[k]["arguments"]
             spec = self.plan.by_name[name]
             args = {}
@@ -423,7 +428,7 @@ class _Maker:
                 spec = self.plan.by_name[self.rng.choice(names)]
                 call = {"name": spec.name, "arguments": {a.name: _fill_value(a.schema, self.pools, self.rng) for a in spec.args if a.name in spec.required}}
             answer = _func(self.plan, prefix, call["name"])
-            if self.go_on():
+            if self.go_on("wrong_call_count"):
                 answer = _calls(self.plan, prefix, [call])
             return answer, end, sub
         return None
@@ -446,7 +451,7 @@ class _Maker:
                 answer = _arg(self.plan, answer, a, v)
         target = len(answer.steps)
         answer = _param_finish(self.plan, answer)
-        if self.go_on():
+        if self.go_on("missing_argument"):
             answer = _calls(self.plan, answer, self.rest_after_call(k))
         req = drop in self.plan.by_name[self.calls[k]["name"]].required
         return answer, target, "required" if req else "optional"
@@ -469,7 +474,7 @@ class _Maker:
                     continue
                 prefix = PartialAnswer(self.gold.steps[:i])
                 answer = _arg(self.plan, prefix, a.name, value)
-                if self.go_on():
+                if self.go_on("other"):
                     answer = _calls(self.plan, _param_finish(self.plan, answer), self.rest_after_call(k))
                 return answer, i, sub
             else:
@@ -482,7 +487,7 @@ class _Maker:
                 new = str(v) if not isinstance(v, str) else (float(v) if "." in v else int(v))
                 prefix = PartialAnswer(self.gold.steps[:i])
                 answer = _arg(self.plan, prefix, step.arg, new)
-                if self.go_on():
+                if self.go_on("other"):
                     answer = PartialAnswer(answer.steps + self.gold.steps[i + 1 :])
                 return answer, i, sub
         return None

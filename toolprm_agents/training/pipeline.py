@@ -322,10 +322,46 @@ def stage_dataset(recipe: dict, out: Path, records: list[dict], force: bool = Fa
                       calib_fraction=float(cfg.get("calib_fraction", 0.0)))
     save_dataset(rows, d)
     stats = statistics(rows)
+    stats["summary"] = _summary(out, rows, stats)
     (d / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     (d / "stats.md").write_text(format_statistics(stats) + "\n")
     log.info("dataset:\n%s", format_statistics(stats))
     return stats
+
+
+def _summary(out: Path, rows: list[dict], stats: dict) -> dict:
+    """Totals over the splits: examples by kind, distinct user texts, labelled step units,
+    the realised perturbation mix (answers) and the negative step units by error type."""
+    from collections import Counter
+
+    from .dataset import origin_group
+    from .sources import normalize_text
+
+    examples = {}
+    for r in rows:
+        examples.setdefault(r["id"], r)
+    users, src_users, kinds = set(), set(), Counter()
+    for r in examples.values():
+        t = " || ".join(normalize_text(m.get("content") or "") for m in json.loads(r["messages"]) if m.get("role") == "user")
+        users.add(t)
+        if not r.get("augment"):
+            src_users.add(t)
+        kinds[r.get("augment") or "source"] += 1
+    mix = Counter(origin_group(r["origin"]) for r in rows if r["origin"].startswith("perturb:"))
+    neg: Counter = Counter()
+    for split, s in stats.items():
+        for k, v in (s.get("steps_by_origin") or {}).items():
+            if k != "gold":
+                neg[k] += v["neg"]
+    tot, ntot = sum(mix.values()), sum(neg.values())
+    return {
+        "examples": len(examples), "examples_by_kind": dict(kinds),
+        "distinct_user_texts": len(users), "distinct_user_texts_from_sources": len(src_users),
+        "labelled_step_units": sum(s["steps_pos"] + s["steps_neg"] for s in stats.values()),
+        "perturbed_answers": tot,
+        "perturbation_mix": {k: round(v / tot, 3) for k, v in sorted(mix.items())} if tot else {},
+        "negative_step_units_by_origin": {k: [v, round(v / ntot, 3)] for k, v in sorted(neg.items())} if ntot else {},
+    }
 
 
 def trainer_config(recipe: dict, kind: str, out: Path, **extra):
