@@ -164,6 +164,7 @@ def stage_data(recipe: dict, out: Path, force: bool = False) -> list[Example]:
         n = per_source.get(src)
         chosen += items if n is None else items[: int(n)]
     rng.shuffle(chosen)
+    report["selected"] = {src: sum(1 for e in chosen if e.source == src) for src in sorted(by_source)}
     if recipe.get("augment"):
         from .augment import AugmentConfig, augment_examples
 
@@ -179,7 +180,6 @@ def stage_data(recipe: dict, out: Path, force: bool = False) -> list[Example]:
         chosen += extra
     masking = MaskingConfig(**{"seed": seed, **(recipe.get("masking") or {})})
     final = apply_masking(chosen, masking)
-    report["selected"] = {src: sum(1 for e in chosen if e.source == src) for src in sorted(by_source)}
     report["after_masking"] = len(final)
     report["masked"] = sum(1 for e in final if e.meta.get("masked"))
     out.mkdir(parents=True, exist_ok=True)
