@@ -113,3 +113,15 @@ def test_overlong_value_runs_past_the_value():
                 assert isinstance(v, str) and v.lower().startswith(g.lower() + " ") and ex.messages[0]["content"].lower().find(v.lower()) >= 0
                 found = True
     assert found
+
+
+def test_spans_are_plausible_values():
+    from toolprm_agents.training.perturb import _overlong, conversation_spans
+
+    ex = Example("g", "t", [{"role": "user", "content": 'Open the garage door, please. Then tell me the weather for "Push-ups".'}], TOOLS, [])
+    spans = conversation_spans(ex)["spans"]
+    assert "garage door" in spans and "Push-ups" in spans
+    assert not {"the", "Then", "me", "the garage", "please"} & set(spans)
+    long = {_overlong("garage", ex, random.Random(s)) for s in range(20)}
+    assert long == {"garage door", "garage door, please"}  # as written, never past the sentence
+    assert _overlong("Push-ups", ex, random.Random(0)) is None  # nothing but punctuation follows

@@ -20,6 +20,7 @@ wrong_call_count
   end_early         ``TOTAL_FINISH`` where a gold call is still open (no call at all for one call)
   repeat            the last gold call again instead of ``TOTAL_FINISH``
   unrelated         a call to another tool instead of ``TOTAL_FINISH`` (any call, for "no call")
+  extra             another call to a gold function (when every tool is a gold one)
 missing_argument    ``PARAM_FINISH`` with a gold argument (not at its default) left out
 other
   extra_argument    an argument the gold call does not give, at a non-default value
@@ -111,6 +112,19 @@ def _texts(ex: Example) -> list[str]:
     return out
 
 
+_STOP = frozenset("""a an the of to in on at for from by with and or but is are was be been it its this that these those
+i me my we our you your he she they them his her their what which who whom how when where why can could would should
+will shall do does did please need want like tell find get give show me about also then some any all no not as so""".split())
+
+
+def _good_span(s: str) -> bool:
+    """A span a model could mistake for a value: not a stop word, not starting or ending with one."""
+    words = s.lower().split()
+    if not words or words[0] in _STOP or words[-1] in _STOP:
+        return False
+    return len(s) >= 3 or any(ch.isdigit() for ch in s)
+
+
 def conversation_spans(ex: Example) -> dict[str, list]:
     """Candidate wrong values: ``numbers`` and string ``spans`` of the conversation, and the
     example's gold ``values`` (a value of one argument put in another is a real error)."""
@@ -126,7 +140,8 @@ def conversation_spans(ex: Example) -> dict[str, list]:
         for n in (1, 2, 3):
             spans += [" ".join(words[i : i + n]) for i in range(0, max(0, len(words) - n + 1))]
     values = [v for c in ex.calls for v in (c.get("arguments") or {}).values()]
-    spans = [s for s in dict.fromkeys(spans) if s and len(s) <= 80]
+    spans = [s.strip(".,;:!?") for s in spans]
+    spans = [s for s in dict.fromkeys(spans) if s and len(s) <= 80 and _good_span(s)]
     return {"numbers": list(dict.fromkeys(nums)), "spans": spans, "values": values}
 
 
@@ -215,19 +230,23 @@ def _scale(v: Any, rng: random.Random, integer: bool) -> Any:
 
 
 def _overlong(v: Any, ex: Example, rng: random.Random) -> Any:
+    """The value as the conversation writes it, plus the next one to three words (the span
+    runs on: ``"the garage door"`` for ``"garage"``); trailing punctuation dropped."""
     if not isinstance(v, str) or not v.strip():
         return None
     for t in _texts(ex):
         i = t.lower().find(v.lower())
         if i < 0:
             continue
-        rest = t[i + len(v) :]
-        words = re.findall(r"\S+", rest)
+        rest = re.split(r"[.!?](?:\s|$)|\n", t[i + len(v) :], maxsplit=1)[0]  # within the sentence
+        words = list(re.finditer(r"[^\W_][\w'&@.-]*", rest))
         if not words:
             continue
         k = rng.randint(1, min(3, len(words)))
-        m = re.match(r"(\s*\S+){%d}" % k, rest)
-        return t[i : i + len(v)] + (m.group() if m else " " + " ".join(words[:k]))
+        end = words[k - 1].end()
+        new = (t[i : i + len(v)] + rest[:end]).rstrip(".,;:!?")
+        if "\n" not in new:
+            return new
     return None
 
 
@@ -371,9 +390,6 @@ class _Maker:
             new = makers[sub]()
             if new is None or not _differs(new, step.value):
                 continue
-            d = _default(self.plan, step.function, step.arg)
-            if d is not MISSING and values_equal(new, d) and step.arg not in self.calls[k]["arguments"]:
-                continue
             answer = _arg(self.plan, prefix, step.arg, new)
             if self.go_on("wrong_value"):
                 answer = PartialAnswer(answer.steps + self.gold.steps[i + 1 :])
@@ -424,7 +440,9 @@ class _Maker:
             if sub == "repeat":
                 call = self.calls[-1]
             else:
-                names = [t.name for t in self.plan.tools if t.name not in {c["name"] for c in self.calls}] or [t.name for t in self.plan.tools]
+                names = [t.name for t in self.plan.tools if t.name not in {c["name"] for c in self.calls}]
+                if not names:  # every tool is a gold one: an extra call to one of them, with other values
+                    names, sub = [t.name for t in self.plan.tools], "extra"
                 spec = self.plan.by_name[self.rng.choice(names)]
                 call = {"name": spec.name, "arguments": {a.name: _fill_value(a.schema, self.pools, self.rng) for a in spec.args if a.name in spec.required}}
             answer = _func(self.plan, prefix, call["name"])
