@@ -125,3 +125,53 @@ def test_model_free_stages_and_calibration_in_the_pipeline(tiny_model_dir, tmp_p
     shards[1].unlink()
     run_pipeline(load_recipe(path), stages=["synth"])
     assert shards[1].is_file() and shards[0].stat().st_mtime_ns == mtimes[shards[0].name]
+
+
+def test_later_stages_wait_for_budget_stopped_branches_and_the_dataset_follows_them(tiny_model_dir, tmp_path):
+    from toolprm_agents.training.sources import data_root
+
+    try:
+        data_root()
+    except FileNotFoundError:  # pragma: no cover
+        pytest.skip("training data not found")
+    recipe = {
+        "name": "hold-tiny", "output_dir": str(tmp_path / "run"), "seed": 0, "threads": 1,
+        "data": {"require_bfcl": False, "sources": {"seal-tools": {"splits": ["dev"], "limit": 4, "max_calls": 1}}, "test_fraction": 0.0},
+        "perturb": {"per_example": 3},
+        "branches": {"policy": str(tiny_model_dir), "m": 2, "max_string_length": 6, "max_step_tokens": 4, "offgold_share": 0.0,
+                     "budget_minutes": 1e-9, "hold_until_done": True},
+        "rollouts": {"enabled": False},
+        "train": {"kinds": ["toolprm"], "common": {"base_model": str(tiny_model_dir)}},
+    }
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    stages = ["data", "rollouts", "branches", "synth", "dataset"]
+    first = run_pipeline(load_recipe(path), stages=stages)
+    assert list(first["timings"]) == ["data", "rollouts", "branches"]  # one query branched, the rest wait
+    assert not (tmp_path / "run" / "dataset").exists()
+    recipe["branches"]["budget_minutes"] = 30
+    path.write_text(json.dumps(recipe))
+    second = run_pipeline(load_recipe(path), stages=stages)
+    assert list(second["timings"]) == stages
+    inputs = json.loads((tmp_path / "run" / "dataset" / "inputs.json").read_text())
+    assert inputs["branches"] == 4 and inputs["synth"] == 4
+    stats = json.loads((tmp_path / "run" / "dataset" / "stats.json").read_text())
+    assert "branch" in stats["train"]["steps_by_origin"]
+    # more records later (here: a record removed, then collected again) rebuild the dataset without --force
+    lines = (tmp_path / "run" / "branches.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "run" / "branches.jsonl").write_text("".join(lines[:-1]))
+    run_pipeline(load_recipe(path), stages=["data", "dataset"])
+    assert json.loads((tmp_path / "run" / "dataset" / "inputs.json").read_text())["branches"] == 3
+
+
+def test_a_stopped_training_starts_again_when_the_dataset_changed(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    save_dataset(_rows(4), out / "dataset")
+    (out / "dataset" / "stats.json").write_text('{"v": 1}')
+    stage_train(_recipe(tmp_path, tiny_model_dir, max_train_seconds=1e-6), out)
+    ck = out / "checkpoints" / "toolprm"
+    assert (ck / "INCOMPLETE.json").is_file()
+    (out / "dataset" / "stats.json").write_text('{"v": 2}')  # rebuilt with more data
+    stage_train(_recipe(tmp_path, tiny_model_dir), out)
+    meta = JudgeConfig.load(ck).metadata
+    assert meta["data"]["resumed_from"] is None and not (ck / "INCOMPLETE.json").exists()

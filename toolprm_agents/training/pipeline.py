@@ -232,6 +232,7 @@ def stage_branches(recipe: dict, out: Path, examples: list[Example], force: bool
     cfg = dict(recipe.get("branches") or {})
     if cfg.pop("enabled", True) is False:
         return read_rollouts(path)
+    cfg.pop("hold_until_done", None)
     policy_ref = cfg.pop("policy", recipe["rollouts"].get("policy", "smollm2"))
     max_step_tokens = int(cfg.pop("max_step_tokens", 16))
     budget = cfg.pop("budget_minutes", None)
@@ -295,6 +296,7 @@ def stage_rollouts(recipe: dict, out: Path, examples: list[Example], force: bool
     if cfg.pop("enabled", True) is False:
         return read_rollouts(path)
     examples = _selected(examples, {"max_queries": cfg.pop("max_queries", None)}, "rollout-order")
+    cfg.pop("hold_until_done", None)
     policy_ref = cfg.pop("policy", "smollm2")
     max_step_tokens = int(cfg.pop("max_step_tokens", 32))
     budget = cfg.pop("budget_minutes", None)
@@ -311,12 +313,17 @@ def stage_rollouts(recipe: dict, out: Path, examples: list[Example], force: bool
     return collect_rollouts(examples, policy, path, config, budget_seconds=float(budget) * 60 if budget else None)
 
 
-def stage_dataset(recipe: dict, out: Path, records: list[dict], force: bool = False) -> dict:
+def stage_dataset(recipe: dict, out: Path, records: list[dict], force: bool = False, inputs: dict | None = None) -> dict:
+    """``inputs``: how many records each collection gave; a dataset built from other counts
+    (more branches or rollouts since) is rebuilt without ``force``."""
     from .dataset import build_rows, format_statistics, save_dataset, statistics
 
     d = out / "dataset"
     if (d / "stats.json").is_file() and not force:
-        return json.loads((d / "stats.json").read_text())
+        built = d / "inputs.json"
+        if inputs is None or not built.is_file() or json.loads(built.read_text()) == inputs:
+            return json.loads((d / "stats.json").read_text())
+        log.info("dataset: its inputs changed (%s -> %s); rebuilding", built.read_text().strip(), inputs)
     cfg = recipe["data"]
     rows = build_rows(records, test_fraction=float(cfg.get("test_fraction", 0.15)), seed=int(recipe.get("seed", 0)),
                       calib_fraction=float(cfg.get("calib_fraction", 0.0)))
@@ -325,6 +332,8 @@ def stage_dataset(recipe: dict, out: Path, records: list[dict], force: bool = Fa
     stats["summary"] = _summary(out, rows, stats)
     (d / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     (d / "stats.md").write_text(format_statistics(stats) + "\n")
+    if inputs is not None:
+        (d / "inputs.json").write_text(json.dumps(inputs) + "\n")
     log.info("dataset:\n%s", format_statistics(stats))
     return stats
 
@@ -397,6 +406,9 @@ def stage_train(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force: bo
         rep = json.loads(report.read_text())
         data_info["sources"] = rep.get("selected")
         data_info["dropped_overlapping_eval"] = sum(rep.get("dropped_overlapping_eval", {}).values())
+    import hashlib
+
+    data_hash = hashlib.sha256(stats_path.read_bytes()).hexdigest()[:16] if stats_path.is_file() else None
     paths = {}
     for kind in kinds:
         if kind not in (recipe["train"].get("kinds") or KINDS):
@@ -407,6 +419,9 @@ def stage_train(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force: bo
         if (dest / "toolprm_config.json").is_file() and not marker.is_file() and not force:
             paths[kind] = dest
             continue
+        if marker.is_file() and json.loads(marker.read_text()).get("dataset") != data_hash:
+            log.warning("train %s: the dataset changed since the stopped run; starting again", kind)
+            force = True
         if force and dest.is_dir():
             shutil.rmtree(dest)
         _threads(recipe)
@@ -423,7 +438,7 @@ def stage_train(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force: bo
         stopped = trainer.time_budget.stopped_at is not None  # type: ignore[attr-defined]
         if stopped and _saves(config):
             marker.write_text(json.dumps({"train_seconds": seconds, "global_step": trainer.state.global_step,
-                                          "max_steps": trainer.state.max_steps}) + "\n")
+                                          "max_steps": trainer.state.max_steps, "dataset": data_hash}) + "\n")
             log.warning("train %s: time budget reached at step %d of %d; run again to continue from the checkpoint",
                         kind, trainer.state.global_step, trainer.state.max_steps)
         elif marker.is_file():
@@ -578,8 +593,10 @@ def run_stage(recipe: dict, stage: str, *, force: bool = False, kinds: Sequence[
         from .rollouts import read_rollouts
 
         # perturbations first (each record starts with the gold answer), then branches, then rollouts
-        records = merge_records(read_synth(out), read_rollouts(out / "branches.jsonl"), read_rollouts(out / "rollouts.jsonl"))
-        return stage_dataset(recipe, out, records, force)
+        parts = {"synth": read_synth(out), "branches": read_rollouts(out / "branches.jsonl"), "rollouts": read_rollouts(out / "rollouts.jsonl")}
+        records = merge_records(*parts.values())
+        inputs = {k: len(v) for k, v in parts.items() if v} if len(parts["synth"]) or len(parts["branches"]) else None
+        return stage_dataset(recipe, out, records, force, inputs)
     if stage == "calibrate":
         return stage_calibrate(recipe, out, kinds, force)
     if stage == "train":
@@ -589,6 +606,18 @@ def run_stage(recipe: dict, stage: str, *, force: bool = False, kinds: Sequence[
     if stage == "install":
         return stage_install(recipe, out)
     raise ValueError(f"unknown stage {stage!r}: choose from {', '.join(STAGES)}")
+
+
+def _left_to_collect(recipe: dict, stage: str, records) -> int:
+    """Queries a budget-stopped ``rollouts``/``branches`` stage has left, when its section asks
+    the later stages to wait (``hold_until_done: true``); else 0."""
+    cfg = recipe.get(stage) if stage in ("rollouts", "branches") else None
+    if not cfg or not cfg.get("hold_until_done") or cfg.get("enabled", True) is False:
+        return 0
+    examples = stage_data(recipe, _out(recipe))
+    salt = "branch-order" if stage == "branches" else "rollout-order"
+    want = {e.id for e in _selected(examples, {"max_queries": cfg.get("max_queries")}, salt)}
+    return len(want - {r["id"] for r in records or []})
 
 
 def run_pipeline(recipe: dict, *, stages: Sequence[str] = STAGES, force: Sequence[str] = ()) -> dict:
@@ -605,6 +634,11 @@ def run_pipeline(recipe: dict, *, stages: Sequence[str] = STAGES, force: Sequenc
         result[stage] = run_stage(recipe, stage, force=stage in force)
         timings[stage] = round(time.monotonic() - t0, 1)
         print(f"== {stage} done in {timings[stage]:.0f} s ==", file=sys.stderr, flush=True)
+        left = _left_to_collect(recipe, stage, result[stage])
+        if left:
+            print(f"== {stage}: {left} queries left (its time budget); the later stages wait for it "
+                  f"(hold_until_done): run the same command again ==", file=sys.stderr, flush=True)
+            break
     out = _out(recipe)
     (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     return {"timings": timings, "output_dir": str(out)}
