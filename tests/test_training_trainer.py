@@ -181,3 +181,39 @@ def test_auroc():
     import math
 
     assert math.isnan(auroc([0.3], [1]))
+
+
+def test_pairwise_loss_ranks_the_right_sibling_above_the_wrong_one(tiny_model_dir, tmp_path):
+    from toolprm_agents.training.trainer import _groups_of, pairwise_loss
+
+    rows = _rows(4)
+    cfg = config_for(
+        "toolprm", output_dir=str(tmp_path / "pw"), base_model=str(tiny_model_dir), lora_r=8, lora_alpha=16, lora_dropout=0.0,
+        loss_type="pairwise", pairwise_weight=1.0, learning_rate=1e-2, num_train_epochs=8, gradient_accumulation_steps=1,
+        lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, use_cpu=True, dataloader_pin_memory=False, max_length=4096,
+        seed=0, disable_tqdm=True,
+    )
+    trainer = build_trainer(cfg, rows)
+    fmt = trainer.judge_format
+    batch = collate([trainer.train_dataset[0]])
+    groups = _groups_of(batch)
+    labels = batch["labels_binary"][batch["label_positions"] >= 0]
+    # siblings are found: the first decision's gold name and the wrong names share the context "["
+    sibling_pairs = [(i, j) for i in range(len(groups)) for j in range(len(groups)) if groups[i] == groups[j] and labels[i] == 1 and labels[j] == 0]
+    assert sibling_pairs
+
+    def ranking_loss(model):
+        model.eval()
+        with torch.no_grad():
+            logits, _, binary = judgement_logits(model, batch)
+        plus, minus = fmt.label_ids
+        return float(pairwise_loss(logits[:, plus] - logits[:, minus], binary, groups))
+
+    from toolprm_agents.training.trainer import judgement_logits
+
+    before = ranking_loss(trainer.model)
+    trainer.model.train()
+    trainer.train()
+    after = ranking_loss(trainer.model)
+    assert after < before - 0.1, (before, after)
+    assert save_judge(trainer, cfg).is_dir() and JudgeConfig.load(tmp_path / "pw").metadata["loss_type"] == "pairwise"

@@ -30,14 +30,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
         q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value (repeatable), e.g. rollouts.beams=1")
         q.add_argument("--output-dir", default=None, help="where the run's files go (default: the recipe's output_dir)")
 
-    q = sub.add_parser("run", help="run the pipeline (data, rollouts, dataset, train, eval, install); finished stages are skipped")
+    q = sub.add_parser("run", help="run the pipeline (data, rollouts, branches, synth, dataset, train, calibrate, eval, install); finished stages are skipped")
     recipe_args(q)
     q.add_argument("--stages", default=None, help="comma-separated stages to run (default: all)")
     q.add_argument("--force", default="", help="comma-separated stages to redo even if their output exists")
 
     q = sub.add_parser("stage", help="run one stage")
     recipe_args(q)
-    q.add_argument("stage", choices=["data", "rollouts", "dataset", "train", "eval", "install"])
+    q.add_argument("stage", choices=["data", "rollouts", "branches", "synth", "dataset", "train", "calibrate", "eval", "install"])
     q.add_argument("--force", action="store_true")
     q.add_argument("--kind", action="append", choices=["toolprm", "orm", "cprm"], help="train only these judges")
 

@@ -35,6 +35,9 @@ from .sources import Example, stable_seed
 __all__ = [
     "build_rows",
     "split_of",
+    "merge_records",
+    "unit_table",
+    "origin_group",
     "save_dataset",
     "load_dataset_split",
     "JudgeUnitGroup",
@@ -47,23 +50,31 @@ __all__ = [
 UNITS = {"toolprm": "step", "cprm": "call", "orm": "answer"}
 
 
-def split_of(base_id: str, test_fraction: float, seed: int = 0) -> str:
-    """``"test"`` for about ``test_fraction`` of queries (by a hash of the query id), else ``"train"``."""
-    return "test" if (stable_seed("split", seed, base_id) % 100_000) < test_fraction * 100_000 else "train"
+def split_of(base_id: str, test_fraction: float, seed: int = 0, calib_fraction: float = 0.0) -> str:
+    """``"test"`` for about ``test_fraction`` of queries (by a hash of the query id), ``"calib"``
+    for the next ``calib_fraction`` (held out for calibrating the judge's scores), else ``"train"``.
+    With ``calib_fraction == 0`` the split is the same as before it existed."""
+    h = stable_seed("split", seed, base_id) % 100_000
+    if h < test_fraction * 100_000:
+        return "test"
+    return "calib" if h < (test_fraction + calib_fraction) * 100_000 else "train"
 
 
 def _base_id(ex: dict) -> str:
     return (ex.get("meta") or {}).get("original_id") or ex["id"].split("#")[0]
 
 
-def build_rows(records: Iterable[dict], *, test_fraction: float = 0.15, seed: int = 0) -> list[dict]:
-    """Dataset rows (one per recorded answer) from rollout records."""
+def build_rows(records: Iterable[dict], *, test_fraction: float = 0.15, seed: int = 0, calib_fraction: float = 0.0) -> list[dict]:
+    """Dataset rows (one per recorded answer) from rollout records (also gold-prefix branches
+    and perturbations: :func:`merge_records` joins the records of one example)."""
     rows = []
     for rec in records:
         ex = rec["example"]
+        if not rec["answers"]:
+            continue
         plan = plan_for(ex)
         base = _base_id(ex)
-        split = split_of(base, test_fraction, seed)
+        split = split_of(base, test_fraction, seed, calib_fraction)
         for k, a in enumerate(rec["answers"]):
             answer = answer_from_record(a["steps"])
             labels = label_steps(answer, ex["calls"], plan.tools)
@@ -75,6 +86,7 @@ def build_rows(records: Iterable[dict], *, test_fraction: float = 0.15, seed: in
                     "split": split,
                     "source": ex["source"],
                     "masked": bool((ex.get("meta") or {}).get("masked", False)),
+                    "augment": str((ex.get("meta") or {}).get("augment", "")),
                     "messages": json.dumps(ex["messages"], ensure_ascii=False),
                     "tools": json.dumps(ex["tools"], ensure_ascii=False),
                     "gold": json.dumps(ex["calls"], ensure_ascii=False),
@@ -91,14 +103,36 @@ def build_rows(records: Iterable[dict], *, test_fraction: float = 0.15, seed: in
     return rows
 
 
+def merge_records(*sources: Iterable[dict]) -> list[dict]:
+    """Records of the same example id joined into one (answers in order, the first of equal
+    texts kept): perturbations, gold-prefix branches and rollouts of one query become one
+    exploration tree, so their shared prefixes are judged once."""
+    by_id: dict[str, dict] = {}
+    seen: dict[str, set[str]] = {}
+    for records in sources:
+        for rec in records:
+            if not rec.get("answers"):
+                continue
+            cur = by_id.get(rec["id"])
+            if cur is None:
+                cur = by_id[rec["id"]] = {"id": rec["id"], "example": rec["example"], "answers": []}
+                seen[rec["id"]] = set()
+            for a in rec["answers"]:
+                key = "".join(s["text"] for s in a["steps"])
+                if key not in seen[rec["id"]]:
+                    seen[rec["id"]].add(key)
+                    cur["answers"].append(a)
+    return list(by_id.values())
+
+
 def save_dataset(rows: Sequence[dict], out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``train.parquet`` and ``test.parquet`` (Hugging Face ``datasets``) under ``out_dir``."""
+    """``train.parquet``, ``test.parquet`` and ``calib.parquet`` (Hugging Face ``datasets``) under ``out_dir``."""
     from datasets import Dataset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "calib"):
         part = [r for r in rows if r["split"] == split]
         path = out / f"{split}.parquet"
         if part:
@@ -165,21 +199,66 @@ def judge_units(rows: Sequence[dict], kind: str) -> list[JudgeUnitGroup]:
 # ------------------------------------------------------------------------------------------
 
 
+def origin_group(origin: str) -> str:
+    """``perturb:wrong_value:near_copy`` -> ``perturb:wrong_value`` (``gold``, ``branch`` ... as they are)."""
+    parts = origin.split(":")
+    return ":".join(parts[:2])
+
+
+def unit_table(rows: Sequence[dict], kind: str = "toolprm") -> dict[tuple[str, str], dict]:
+    """Every distinct judged unit of ``kind``: ``(example id, judged text) -> {"label",
+    "step_kind" (the kind of the unit's decided step), "origin" (of the first answer that
+    holds it, e.g. ``gold``, ``branch``, ``offgold``, ``sample``, ``perturb:TYPE:SUBTYPE``),
+    "context" (the text it extends: units with one context are one decision's alternatives)}``."""
+    unit = UNITS[kind]
+    out: dict[tuple[str, str], dict] = {}
+    for gid, group in group_rows(rows).items():
+        first = group[0]
+        ex = Example(gid, first["source"], json.loads(first["messages"]), json.loads(first["tools"]), json.loads(first["gold"]))
+        plan = plan_for(ex)
+        for r in group:
+            answer = answer_from_record(json.loads(r["steps"]))
+            for ctx, judged, ok in judged_labels(answer, ex.calls, unit, plan.tools):
+                key = (gid, judged.text)
+                if key in out:
+                    continue
+                decided = judged.steps[len(ctx.steps)] if len(judged.steps) > len(ctx.steps) else judged.steps[-1]
+                out[key] = {"label": int(ok), "step_kind": decided.kind.value, "origin": r.get("origin", "sample"), "context": ctx.text}
+    return out
+
+
+def _balance(units: Iterable[dict], key) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for u in units:
+        b = out.setdefault(key(u), {"pos": 0, "neg": 0})
+        b["pos" if u["label"] else "neg"] += 1
+    return dict(sorted(out.items()))
+
+
 def statistics(rows: Sequence[dict]) -> dict:
     """Counts per split: queries, trajectories (complete answers) and step / call units,
     each positive and negative (the step units are the ToolPRM's training samples)."""
     stats: dict = {}
-    for split in ("train", "test"):
+    for split in ("train", "test", "calib"):
         part = [r for r in rows if r["split"] == split]
-        s = {"queries": len({r["id"] for r in part}), "base_queries": len({r["base_id"] for r in part})}
+        if not part and split == "calib":
+            continue
+        s = {"queries": len({r["id"] for r in part}), "base_queries": len({r["base_id"] for r in part}),
+             "distinct_conversations": len({r["messages"] for r in part})}
         traj = [r for r in part if r["done"]]
         s["trajectories_pos"] = sum(r["answer_label"] == 1 for r in traj)
         s["trajectories_neg"] = sum(r["answer_label"] == 0 for r in traj)
         s["sampled_trajectories"] = sum(1 for r in traj if r["count"] > 0)
-        for kind, key in (("toolprm", "steps"), ("cprm", "calls")):
-            units = [u for g in judge_units(part, kind) for u in g.units]
-            s[f"{key}_pos"] = sum(1 for u in units if u[2])
-            s[f"{key}_neg"] = sum(1 for u in units if not u[2])
+        steps = list(unit_table(part, "toolprm").values())
+        s["steps_pos"] = sum(1 for u in steps if u["label"])
+        s["steps_neg"] = sum(1 for u in steps if not u["label"])
+        calls = list(unit_table(part, "cprm").values())
+        s["calls_pos"] = sum(1 for u in calls if u["label"])
+        s["calls_neg"] = sum(1 for u in calls if not u["label"])
+        s["steps_by_kind"] = _balance(steps, lambda u: u["step_kind"])
+        s["steps_by_origin"] = _balance(steps, lambda u: origin_group(u["origin"]))
+        s["steps_by_origin_detail"] = _balance(steps, lambda u: u["origin"])
+        s["augmented_queries"] = {k: len({r["id"] for r in part if r.get("augment") == k}) for k in sorted({r.get("augment", "") for r in part}) if k}
         s["sources"] = {}
         for r in part:
             s["sources"].setdefault(r["source"], set()).add(r["id"])
@@ -195,15 +274,36 @@ def format_statistics(stats: dict) -> str:
         "| split | queries | trajectories + | trajectories - | steps + | steps - | calls + | calls - |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for split in ("train", "test"):
-        s = stats.get(split)
-        if not s:
-            continue
+    splits = [x for x in ("train", "test", "calib") if stats.get(x)]
+    summary = stats.get("summary")
+    for split in splits:
+        s = stats[split]
         lines.append(
             f"| {split} | {s['queries']} | {s['trajectories_pos']} | {s['trajectories_neg']} | {s['steps_pos']} | "
             f"{s['steps_neg']} | {s['calls_pos']} | {s['calls_neg']} |"
         )
-    srcs = "; ".join(f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats[split]["sources"].items()) for split in ("train", "test") if split in stats)
+    srcs = "; ".join(f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats[split]["sources"].items()) for split in splits)
     lines.append("")
-    lines.append(f"Queries by source ({srcs}); masked queries: " + ", ".join(f"{split} {stats[split]['masked_queries']}" for split in ("train", "test") if split in stats) + ".")
+    lines.append(f"Queries by source ({srcs}); masked queries: " + ", ".join(f"{split} {stats[split]['masked_queries']}" for split in splits) + ".")
+    for what, title in (("steps_by_kind", "step kind"), ("steps_by_origin", "origin")):
+        if not all(what in stats[x] for x in splits):
+            continue
+        keys = sorted({k for x in splits for k in stats[x][what]})
+        lines += ["", f"Step units by {title} (+ / -, share of +):", "",
+                  f"| {title} | " + " | ".join(splits) + " |", "|---|" + "---:|" * len(splits)]
+        for k in keys:
+            cells = []
+            for x in splits:
+                b = stats[x][what].get(k, {"pos": 0, "neg": 0})
+                n = b["pos"] + b["neg"]
+                cells.append(f"{b['pos']} / {b['neg']} ({100 * b['pos'] / n:.0f} %)" if n else "-")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    if summary:
+        lines += ["", f"In all: {summary['examples']} examples ({', '.join(f'{k} {v}' for k, v in summary['examples_by_kind'].items())}), "
+                  f"{summary['distinct_user_texts']} distinct user texts ({summary['distinct_user_texts_from_sources']} from the sources as they are), "
+                  f"{summary['labelled_step_units']} labelled step units."]
+        if summary.get("perturbation_mix"):
+            lines.append("Perturbed answers by error type: " + ", ".join(f"{k.split(':')[-1]} {100 * v:.1f} %" for k, v in summary["perturbation_mix"].items())
+                         + f" (of {summary['perturbed_answers']}); negative step units by origin: "
+                         + ", ".join(f"{k} {100 * v[1]:.1f} %" for k, v in summary["negative_step_units_by_origin"].items()) + ".")
     return "\n".join(lines)

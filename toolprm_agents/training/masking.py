@@ -122,7 +122,7 @@ def mask_example(ex: Example, config: MaskingConfig) -> Example:
         if m.get("tool_calls"):
             m["tool_calls"] = [{**c, "function": rename(c.get("function", c))} for c in m["tool_calls"]]
         messages.append(m)
-    meta = {**ex.meta, "masked": True, "original_id": ex.id, "name_map": fmap}
+    meta = {**ex.meta, "masked": True, "original_id": ex.meta.get("original_id") or ex.id, "name_map": fmap}  # an augmented example keeps its query's id (the split follows it)
     return Example(ex.id + "#masked", ex.source, messages, tools, [rename(c) for c in ex.calls], meta)
 
 

@@ -36,7 +36,7 @@ from ..search import judge_pairs
 from .dataset import UNITS, judge_units
 from .trainer import JudgeFormat, JudgementDataset, collate, judgement_logits
 
-__all__ = ["auroc", "score_judgements", "evaluate_judge", "evaluate_checkpoint", "judge_weights", "format_metrics"]
+__all__ = ["auroc", "score_judgements", "evaluate_judge", "evaluate_checkpoint", "judge_weights", "format_metrics", "step_breakdown", "format_breakdown"]
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
@@ -104,6 +104,7 @@ def evaluate_judge(model, tokenizer, judge: JudgeConfig, rows: Sequence[dict], *
         if sv:
             metrics["step_acc"] = sum((v[0] > 0.5) == bool(v[1]) for v in sv) / len(sv)
             metrics["step_auroc"] = auroc([v[0] for v in sv], [v[1] for v in sv])
+            metrics.update(step_breakdown(steps, rows, (judge.metadata or {}).get("calibration")))
     # trajectories: complete answers, scored by the minimum over their units
     unit = UNITS[kind]
     traj_scores, traj_labels = [], []
@@ -127,6 +128,79 @@ def evaluate_judge(model, tokenizer, judge: JudgeConfig, rows: Sequence[dict], *
         metrics["pick_queries"] = len(mixed)
         metrics["pick_acc"] = sum(max(v, key=lambda t: t[0])[1] for v in mixed) / len(mixed)
     return metrics
+
+
+def _summary(vals: list[tuple[float, int]]) -> dict:
+    right = [p for p, y in vals if y]
+    wrong = [p for p, y in vals if not y]
+    return {
+        "n": len(vals), "pos": len(right), "neg": len(wrong),
+        "acc": sum((p > 0.5) == bool(y) for p, y in vals) / len(vals) if vals else float("nan"),
+        "auroc": auroc([p for p, _ in vals], [y for _, y in vals]),
+        "mean_right": sum(right) / len(right) if right else float("nan"),
+        "mean_wrong": sum(wrong) / len(wrong) if wrong else float("nan"),
+    }
+
+
+def step_breakdown(steps: dict, rows: Sequence[dict], calibration: dict | None = None) -> dict:
+    """Where a step judge fails: accuracy, AUROC and mean score of right / wrong steps per
+    step kind (FUNC_NAME, ARG, PARAM_FINISH, TOTAL_FINISH; FUNC_FINISH is always forced and
+    judged with the step before it) and per origin of the step (``gold``, ``branch``,
+    ``perturb:TYPE`` ...: a negative's type); "pick" accuracy over decisions (the units that
+    extend one context are one decision's alternatives: is the best-scored one right, among
+    decisions with a right and a wrong one); and a reliability table (score deciles).
+    With a ``calibration`` fit the same summary is given for the calibrated scores."""
+    from .calibration import calibrate, reliability_table
+    from .dataset import origin_group, unit_table
+
+    info = unit_table(rows, "toolprm")
+    by_kind: dict[str, list] = defaultdict(list)
+    by_origin: dict[str, list] = defaultdict(list)
+    by_ctx: dict[tuple[str, str], list] = defaultdict(list)
+    for key, v in steps.items():
+        u = info.get(key)
+        if u is None:
+            continue
+        by_kind[u["step_kind"]].append((v[0], v[1]))
+        by_origin[origin_group(u["origin"])].append((v[0], v[1]))
+        by_ctx[(key[0], u["context"])].append((v[0], v[1]))
+    mixed = [d for d in by_ctx.values() if any(y for _, y in d) and not all(y for _, y in d)]
+    out = {
+        "step_by_kind": {k: _summary(v) for k, v in sorted(by_kind.items())},
+        "step_by_origin": {k: _summary(v) for k, v in sorted(by_origin.items())},
+        "decision_pick_acc": sum(max(d, key=lambda t: t[0])[1] for d in mixed) / len(mixed) if mixed else float("nan"),
+        "decisions": len(mixed),
+        "reliability": reliability_table([v[0] for v in steps.values()], [v[1] for v in steps.values()]),
+    }
+    allv = list(steps.values())
+    out["step_mean_right"] = _summary([(v[0], v[1]) for v in allv])["mean_right"]
+    out["step_mean_wrong"] = _summary([(v[0], v[1]) for v in allv])["mean_wrong"]
+    if calibration:
+        cal = [(calibrate(v[0], calibration), v[1]) for v in allv]
+        c = _summary(cal)
+        out["calibrated"] = {"acc": c["acc"], "mean_right": c["mean_right"], "mean_wrong": c["mean_wrong"],
+                             "reliability": reliability_table([p for p, _ in cal], [y for _, y in cal])}
+    return out
+
+
+def format_breakdown(name: str, m: dict) -> str:
+    """Markdown tables of :func:`step_breakdown` for one judge."""
+    lines = []
+    for what, title in (("step_by_kind", "step kind"), ("step_by_origin", "origin / negative type")):
+        if what not in m:
+            continue
+        lines += ["", f"{name}, by {title}:", "", f"| {title} | steps | + | - | acc | AUROC | mean score right | mean score wrong |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for k, v in m[what].items():
+            f = lambda x: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"  # noqa: E731
+            lines.append(f"| {k} | {v['n']} | {v['pos']} | {v['neg']} | {f(v['acc'])} | {f(v['auroc'])} | {f(v['mean_right'])} | {f(v['mean_wrong'])} |")
+    if "reliability" in m:
+        lines += ["", f"{name}, reliability (equal-count score deciles):", "", "| decile | n | score range | share right | mean score right | mean score wrong |", "|---:|---:|---|---:|---:|---:|"]
+        for b in m["reliability"]:
+            f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+            lines.append(f"| {b['bin']} | {b['n']} | {b['lo']:.3f}-{b['hi']:.3f} | {b['share_right']:.3f} | {f(b['mean_score_right'])} | {f(b['mean_score_wrong'])} |")
+    if "decision_pick_acc" in m:
+        lines += ["", f"{name}: decision pick accuracy {m['decision_pick_acc']:.3f} over {m['decisions']} decisions with a right and a wrong alternative."]
+    return "\n".join(lines)
 
 
 def evaluate_checkpoint(checkpoint, rows: Sequence[dict], *, kind: str | None = None, max_length: int = 2048, progress: bool = False) -> dict:
@@ -177,4 +251,7 @@ def format_metrics(results: dict[str, dict]) -> str:
             else:
                 cells.append(f"{100 * v:.2f}")
         lines.append(f"| {name} | {m.get('unit', '')} | {m.get('judgements', '')} | " + " | ".join(cells) + " |")
+    for name, m in results.items():
+        if "step_by_kind" in m and m.get("kind") == "toolprm":
+            lines.append(format_breakdown(name, m))
     return "\n".join(lines)

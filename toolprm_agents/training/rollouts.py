@@ -176,13 +176,17 @@ def collect_rollouts(
     *,
     progress: bool | Callable[[int, int, dict], None] = True,
     budget_seconds: float | None = None,
+    collect: Callable | None = None,
 ) -> list[dict]:
     """Explore every example not yet in ``out_path`` and append its record; returns all records.
 
     ``policy``: a :class:`~toolprm_agents.policy.Policy` (e.g. ``TransformersPolicy()``).
     Safe to interrupt: run it again with the same arguments to continue. ``budget_seconds``
     stops starting new examples once that much time has passed (the rest wait for a rerun).
+    ``collect(example, policy, config) -> record`` replaces :func:`collect_one` (gold-prefix
+    branching, :mod:`.branching`, writes its records through this same resumable loop).
     """
+    collect = collect or collect_one
     config = config or RolloutConfig()
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +198,7 @@ def collect_rollouts(
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="rollouts", unit="query")
+            bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="rollouts" if collect is collect_one else "branches", unit="query")
         except ImportError:  # pragma: no cover
             bar = None
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
@@ -203,7 +207,7 @@ def collect_rollouts(
             if deadline is not None and time.monotonic() > deadline:
                 log.warning("rollouts: time budget of %.0f s spent; %d examples left (run again to continue)", budget_seconds, len(todo) - k)
                 break
-            rec = collect_one(ex, policy, config)
+            rec = collect(ex, policy, config)
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -115,13 +115,10 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
     compute = Compute()
     session = policy.session(msgs, plan, compute, seed=seed)
     judging = judge.session(msgs, plan, compute, policy_session=session)
+    from .branching import gold_decisions
+
     out: list[Decision] = []
-    for i, gold_step in enumerate(gold.steps):
-        if gold_step.forced:
-            continue
-        prefix = PartialAnswer(gold.steps[:i])
-        prop = session.decide(prefix, m=m, temperature=temperature, gate=2.0, samples=m)
-        cands = prop.candidates
+    for _i, prefix, _gold_step, cands in gold_decisions(session, gold, m=m, temperature=temperature):
         if len(cands) < 2:
             continue
         children = [plan.settle(prefix.extend(c.step)) for c in cands]

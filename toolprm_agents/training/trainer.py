@@ -65,6 +65,7 @@ __all__ = [
     "load_base_model",
     "save_judge",
     "judgement_logits",
+    "pairwise_loss",
 ]
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -85,7 +86,11 @@ class RewardModelConfig(TrainingArguments):
         max_length: the longest packed sequence (tokens); longer ones are split.
         loss_type: ``"lm"`` -- ``-log p(label token)`` over the whole vocabulary (the model
             learns to *generate* the label); ``"pair"`` -- cross-entropy over the two label
-            logits only (what the scorer's softmax reads).
+            logits only (what the scorer's softmax reads); ``"pairwise"`` -- ``"pair"`` plus, for every right and wrong
+            judgement that extend the same context (one decision's alternatives: the gold
+            step and a negative at the same prefix), ``pairwise_weight * -log sigmoid(z+ - z-)``
+            with ``z`` the judgement's label log-odds (the right one must score higher);
+            ``pairwise_weight`` weighs that term.
         judge_question, judge_system: override the judge turn's question / the system
             prompt (stored in ``toolprm_config.json``; ``None``: the core's defaults).
         num_threads: torch threads on CPU (``None``: torch's default).
@@ -104,6 +109,7 @@ class RewardModelConfig(TrainingArguments):
     lora_layers: int | None = None
     max_length: int = 2048
     loss_type: str = "lm"
+    pairwise_weight: float = 1.0
     judge_question: str | None = None
     judge_system: str | None = None
     num_threads: int | None = None
@@ -127,8 +133,8 @@ class RewardModelConfig(TrainingArguments):
     def __post_init__(self):
         if self.kind not in UNITS:
             raise ValueError(f"unknown judge kind {self.kind!r}: choose toolprm, orm or cprm")
-        if self.loss_type not in ("lm", "pair"):
-            raise ValueError(f"unknown loss_type {self.loss_type!r}: choose lm or pair")
+        if self.loss_type not in ("lm", "pair", "pairwise"):
+            raise ValueError(f"unknown loss_type {self.loss_type!r}: choose lm, pair or pairwise")
         super().__post_init__()
 
     @property
@@ -182,6 +188,7 @@ class PackedJudgements:
     label_positions: list[int]  # the token whose next-token logits give each label
     labels: list[int]  # 1 (+) / 0 (-)
     keys: list[str] = field(default_factory=list)  # the judged answer text of each label
+    contexts: list[str] = field(default_factory=list)  # the context each judged unit extends (siblings share it)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -242,6 +249,7 @@ def pack_group(group: JudgeUnitGroup, fmt: JudgeFormat, max_length: int = 2048) 
             self.label_pos: list[int] = []
             self.labels: list[int] = []
             self.keys: list[str] = []
+            self.contexts: list[str] = []
 
         def add(self, parent: int, toks: list[int]) -> int:
             sid = len(self.parents)
@@ -262,7 +270,7 @@ def pack_group(group: JudgeUnitGroup, fmt: JudgeFormat, max_length: int = 2048) 
             return extra
 
         def pack(self) -> PackedJudgements:
-            return PackedJudgements(group.id, self.ids, self.pos, self.seg, self.parents, self.label_pos, self.labels, self.keys)
+            return PackedJudgements(group.id, self.ids, self.pos, self.seg, self.parents, self.label_pos, self.labels, self.keys, self.contexts)
 
     seq = _Seq()
     for ctx, judged, ok in group.units:
@@ -286,6 +294,7 @@ def pack_group(group: JudgeUnitGroup, fmt: JudgeFormat, max_length: int = 2048) 
         seq.label_pos.append(len(seq.ids) - 1)
         seq.labels.append(int(ok))
         seq.keys.append(judged.text)
+        seq.contexts.append(ctx.text)
     if seq.labels:
         out.append(seq.pack())
     return out, dropped
@@ -334,6 +343,8 @@ def collate(batch: list[dict], dtype: torch.dtype = torch.float32) -> dict[str, 
     label_positions = torch.full((B, K), -1, dtype=torch.long)
     labels = torch.full((B, K), -1, dtype=torch.long)
     label_targets = torch.full((B, K), -100, dtype=torch.long)
+    label_groups = torch.full((B, K), -1, dtype=torch.long)  # judgements with one (example, context): siblings
+    group_ids: dict[tuple[str, str], int] = {}
     for b, p in enumerate(items):
         n = len(p)
         input_ids[b, :n] = torch.tensor(p.input_ids)
@@ -345,6 +356,8 @@ def collate(batch: list[dict], dtype: torch.dtype = torch.float32) -> dict[str, 
         label_positions[b, :k] = torch.tensor(p.label_positions)
         labels[b, :k] = torch.tensor(p.labels)
         label_targets[b, :k] = torch.tensor([plus if y else minus for y in p.labels])
+        if p.contexts:
+            label_groups[b, :k] = torch.tensor([group_ids.setdefault((p.group_id, c), len(group_ids)) for c in p.contexts])
     mask = torch.zeros((B, 1, L, L), dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     return {
         "input_ids": input_ids,
@@ -353,6 +366,7 @@ def collate(batch: list[dict], dtype: torch.dtype = torch.float32) -> dict[str, 
         "label_positions": label_positions,
         "labels_binary": labels,
         "label_targets": label_targets,
+        "label_groups": label_groups,
         "label_pair": torch.tensor([plus, minus]),
     }
 
@@ -376,6 +390,29 @@ def judgement_logits(model, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
     return sel, inputs["label_targets"][b_idx, k_idx], inputs["labels_binary"][b_idx, k_idx]
 
 
+def _groups_of(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sibling group of every judgement, in :func:`judgement_logits`' order."""
+    valid = inputs["label_positions"] >= 0
+    b_idx, k_idx = valid.nonzero(as_tuple=True)
+    return inputs["label_groups"][b_idx, k_idx]
+
+
+def pairwise_loss(z: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log sigmoid(z_right - z_wrong)`` over every (right, wrong) pair of judgements in
+    one sibling group (``groups`` < 0: none); 0 when a batch has no such pair.
+
+    >>> z = torch.tensor([2.0, -1.0, 0.5, 3.0]); y = torch.tensor([1, 0, 1, 0]); g = torch.tensor([0, 0, 1, 2])
+    >>> round(float(pairwise_loss(z, y, g)), 4)  # one pair: softplus(-(2 - -1))
+    0.0486
+    """
+    same = (groups[:, None] == groups[None, :]) & (groups[:, None] >= 0)
+    pairs = same & (labels[:, None] == 1) & (labels[None, :] == 0)
+    if not pairs.any():
+        return z.sum() * 0.0
+    diff = z[:, None] - z[None, :]
+    return torch.nn.functional.softplus(-diff[pairs]).mean()
+
+
 class _TimeBudget(TrainerCallback):
     def __init__(self, seconds: float | None):
         self.seconds = seconds
@@ -389,6 +426,8 @@ class _TimeBudget(TrainerCallback):
         if self.seconds and self.t0 is not None and time.monotonic() - self.t0 > self.seconds:
             control.should_training_stop = True
             self.stopped_at = state.global_step
+            if getattr(args.save_strategy, "value", args.save_strategy) != "no":
+                control.should_save = True  # a checkpoint where the budget stopped: the next run resumes from it
         return control
 
 
@@ -402,10 +441,12 @@ class RewardModelTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logits, targets, binary = judgement_logits(model, inputs)
-        if self.rm_config.loss_type == "pair":
+        if self.rm_config.loss_type in ("pair", "pairwise"):
             pair = inputs["label_pair"].to(logits.device)
             two = logits[:, pair]
             loss = torch.nn.functional.cross_entropy(two, (1 - binary).clamp(min=0))
+            if self.rm_config.loss_type == "pairwise":
+                loss = loss + self.rm_config.pairwise_weight * pairwise_loss(two[:, 0] - two[:, 1], binary, _groups_of(inputs))
         else:
             loss = torch.nn.functional.cross_entropy(logits, targets)
         if return_outputs:
