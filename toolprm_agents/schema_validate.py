@@ -34,8 +34,10 @@ import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from jsonschema import _keywords
 
+from .tool_spec import _short
+
 if TYPE_CHECKING:
-    from .schema import ToolSpec
+    from .tool_spec import ToolSpec
 
 __all__ = ["validate_call", "validate_value"]
 
@@ -247,11 +249,6 @@ def _message(e: ValidationError) -> str:
             if any(jsonschema._utils.equal(item, earlier) for earlier in value[:i]):
                 return f"items are not unique (uniqueItems): item {i} {_short(item)} repeats an earlier one"
     return e.message  # a keyword outside the normalised subset: jsonschema's own words
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _json_type(value: Any) -> str:
