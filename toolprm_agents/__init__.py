@@ -75,9 +75,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compute import Compute
     from .interfaces import Candidate, Policy, PolicySession, Scorer
     from .judges import JudgeConfig
-    from .policy import TransformersPolicy
+    from .backends.transformers_policy import TransformersPolicy
     from .schema import ToolSpec, ToolSpecError, to_tool_spec, to_tool_specs
-    from .scorers import CoarsePRM, LikelihoodScorer, OutcomeRM, ToolPRM, load_scorer
+    from .backends.transformers_judges import CoarsePRM, LikelihoodScorer, OutcomeRM, ToolPRM, load_scorer
     from .search import SearchConfig, SearchResult, ToolPRMSearch
     from .steps import Call, PartialAnswer, Step, StepKind, StepPlan
 

@@ -39,7 +39,7 @@ from langgraph.managed import RemainingSteps
 from langgraph.prebuilt import ToolNode, tools_condition
 
 from .node import ToolPRMNode
-from .scorers import Scorer
+from .interfaces import Scorer
 from .search import SearchConfig
 
 

@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - the optional extra is missing
 
 from .errors import ToolPRMError
 from .node import ANSWER_SYSTEM, ToolPRMNode, _text_message
-from .scorers import Scorer
+from .interfaces import Scorer
 from .search import SearchConfig
 
 AnswerWith = Literal["policy", "model"]

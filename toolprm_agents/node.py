@@ -95,7 +95,7 @@ from .errors import ToolPRMError
 from .events import SearchEvents
 from .prompt import normalize_messages
 from .schema import ToolSpec, to_tool_specs
-from .scorers import Scorer
+from .interfaces import Scorer
 from .search import SearchConfig, SearchResult, ToolPRMSearch
 from .settings import run_settings
 from .steps import StepPlan
@@ -485,7 +485,7 @@ class ToolPRMNode(RunnableCallable):
 
 
 def _is_policy(obj: Any) -> bool:
-    from .policy import Policy
+    from .interfaces import Policy
 
     return isinstance(obj, Policy)
 

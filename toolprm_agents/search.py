@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 from .compute import Compute
-from .policy import Candidate, PolicySession
+from .interfaces import Candidate, PolicySession
 from .prompt import normalize_messages
 from .schema import to_tool_specs
-from .scorers import Granularity, Scorer, ScorerSession, is_judge_point, load_scorer
+from .backends.transformers_judges import Granularity, Scorer, ScorerSession, is_judge_point, load_scorer
 from .steps import Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan
 
 Strategy = Literal["greedy", "best_of_n", "beam", "self_consistency"]
@@ -711,7 +711,7 @@ class ToolPRMSearch:
 
     def __init__(self, policy=None, scorer: Scorer | str | None = "toolprm", config: SearchConfig | None = None):
         if policy is None:
-            from .policy import TransformersPolicy
+            from .backends.transformers_policy import TransformersPolicy
 
             policy = TransformersPolicy()
         self.policy = policy

@@ -3,8 +3,8 @@
 =====================================  =========================================================
 spec                                   backend
 =====================================  =========================================================
-``None``, ``"smollm2"``, a path        transformers on this CPU (:class:`~toolprm_agents.policy.TransformersPolicy`,
-                                       the judges of :mod:`toolprm_agents.scorers`)
+``None``, ``"smollm2"``, a path        transformers on this CPU (:class:`~toolprm_agents.backends.transformers_policy.TransformersPolicy`,
+                                       the judges of :mod:`toolprm_agents.backends.transformers_judges`)
 ``"vllm"``, ``"vllm:PATH"``            an in-process vLLM engine (:class:`~toolprm_agents.backends.vllm.VLLMPolicy`,
                                        :class:`~toolprm_agents.backends.vllm.VLLMJudge`); PATH as for
                                        transformers (a model folder, a .gguf file, ``smollm2``; for a
@@ -92,7 +92,7 @@ def load_policy(spec: Any = None, *, num_threads: int | None = None, **kw) -> Po
 
         url, kw = _server_kw(ref, kw)
         return OpenAIServerPolicy(url, **kw)
-    from ..policy import TransformersPolicy
+    from .transformers_policy import TransformersPolicy
 
     return TransformersPolicy(ref, num_threads=num_threads, **kw)
 
@@ -114,14 +114,14 @@ def load_judge(spec: Any = None, kind: str = "toolprm", *, policy: Policy | None
     kind = (kind or "toolprm").lower().replace("-", "")
     backend, ref = backend_of(spec)
     if kind == "likelihood":
-        from ..policy import TransformersPolicy
+        from .transformers_policy import TransformersPolicy
 
         if spec is not None or (policy is not None and not isinstance(policy, TransformersPolicy)):
             raise ScorerError(
                 "the likelihood scorer reads the transformers policy's own model; with a vLLM or server "
                 "policy use a judge (toolprm, orm or cprm)"
             )
-        from ..scorers import load_scorer
+        from .transformers_judges import load_scorer
 
         return load_scorer(kind, policy=policy)
     if backend == "transformers" and spec is None and policy is not None and policy.backend == "vllm":
@@ -135,6 +135,6 @@ def load_judge(spec: Any = None, kind: str = "toolprm", *, policy: Policy | None
 
         url, kw = _server_kw(ref, kw)
         return OpenAIServerJudge(url, kw.pop("checkpoint", None), kind, **kw)
-    from ..scorers import load_scorer
+    from .transformers_judges import load_scorer
 
     return load_scorer(kind, checkpoint=ref, policy=policy)

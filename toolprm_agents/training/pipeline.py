@@ -463,7 +463,7 @@ def _last_checkpoint(dest: Path) -> str | None:
 def stage_calibrate(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force: bool = False) -> dict:
     """Platt scaling of each trained judge on the ``calib`` split (:mod:`.calibration`),
     stored in its ``toolprm_config.json`` (``metadata.calibration``)."""
-    from ..scorers import JudgeConfig, load_scorer
+    from ..backends.transformers_judges import JudgeConfig, load_scorer
     from .calibration import fit_platt
     from .dataset import load_dataset_split
     from .rm_eval import judge_weights, score_judgements
@@ -502,7 +502,7 @@ def stage_calibrate(recipe: dict, out: Path, kinds: Sequence[str] = KINDS, force
 
 
 def stage_eval(recipe: dict, out: Path, force: bool = False) -> dict:
-    from ..scorers import JudgeConfig
+    from ..judges import JudgeConfig
     from .dataset import load_dataset_split
     from .rm_eval import evaluate_checkpoint, evaluate_judge, format_metrics
 
@@ -538,7 +538,7 @@ def stage_eval(recipe: dict, out: Path, force: bool = False) -> dict:
 
 
 def _write_metrics_into_card(ck: Path, metrics: dict) -> None:
-    from ..scorers import JudgeConfig
+    from ..judges import JudgeConfig
     from .trainer import model_card
 
     judge = JudgeConfig.load(ck)

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from ..scorers import JudgeConfig
+from ..judges import JudgeConfig
 from ..search import judge_pairs
 from .dataset import UNITS, judge_units
 from .trainer import JudgeFormat, JudgementDataset, collate, judgement_logits
@@ -205,7 +205,7 @@ def format_breakdown(name: str, m: dict) -> str:
 
 def evaluate_checkpoint(checkpoint, rows: Sequence[dict], *, kind: str | None = None, max_length: int = 2048, progress: bool = False) -> dict:
     """Load a judge checkpoint the way the search does (:func:`~toolprm_agents.scorers.load_scorer`) and evaluate it."""
-    from ..scorers import load_scorer
+    from ..backends.transformers_judges import load_scorer
 
     if kind is None:
         kind = JudgeConfig.load(checkpoint).kind

@@ -217,8 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import yaml
 
     from ..judges import CONFIG_NAME, packaged_checkpoint
-    from ..policy import TransformersPolicy
-    from ..scorers import ToolPRM
+    from ..backends.transformers_policy import TransformersPolicy
+    from ..backends.transformers_judges import ToolPRM
 
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load(Path(args.recipe).read_text())
