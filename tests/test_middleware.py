@@ -11,8 +11,6 @@ import asyncio
 
 import pytest
 
-pytest.importorskip("langchain.agents", reason="langchain (the [langchain] extra) is not installed")
-
 from langchain.agents import create_agent
 from langchain.agents.middleware import (
     AgentMiddleware,

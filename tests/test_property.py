@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")
-jsonschema = pytest.importorskip("jsonschema")
+import hypothesis  # noqa: E402  (dev extra; a missing one fails here, it is never skipped)
+import jsonschema  # noqa: E402
 
 from hypothesis import HealthCheck, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

@@ -81,12 +81,6 @@ def test_calib_split_is_carved_from_train_only():
 
 
 def test_model_free_stages_and_calibration_in_the_pipeline(tiny_model_dir, tmp_path):
-    from toolprm_agents.training.sources import data_root
-
-    try:
-        data_root()
-    except FileNotFoundError:  # pragma: no cover
-        pytest.skip("training data not found")
     recipe = {
         "name": "large-tiny", "output_dir": str(tmp_path / "run"), "seed": 0, "threads": 1,
         "data": {"require_bfcl": False, "sources": {"seal-tools": {"splits": ["dev"], "limit": 30}, "glaive": {"limit": 10}},
@@ -128,12 +122,6 @@ def test_model_free_stages_and_calibration_in_the_pipeline(tiny_model_dir, tmp_p
 
 
 def test_later_stages_wait_for_budget_stopped_branches_and_the_dataset_follows_them(tiny_model_dir, tmp_path):
-    from toolprm_agents.training.sources import data_root
-
-    try:
-        data_root()
-    except FileNotFoundError:  # pragma: no cover
-        pytest.skip("training data not found")
     recipe = {
         "name": "hold-tiny", "output_dir": str(tmp_path / "run"), "seed": 0, "threads": 1,
         "data": {"require_bfcl": False, "sources": {"seal-tools": {"splits": ["dev"], "limit": 4, "max_calls": 1}}, "test_fraction": 0.0},
