@@ -116,7 +116,10 @@ class JudgeConfig:
     judge's system prompt (with a ``{tools}`` slot); ``trained``: whether any training went
     into it (the untrained base judge is only a format placeholder); ``search_weights``: the
     combined search's weights (``policy``, ``judge``, ``vote``) fitted for this judge on a
-    held-out split of its training sources (``toolprm-agents train fit-weights``).
+    held-out split of its training sources (``toolprm-agents train fit-weights``); ``probe``:
+    the file of a probe judge's weights (a logistic model over the base model's hidden states,
+    :mod:`toolprm_agents.backends.probe_judge`) -- such a judge reads the policy's prompt and
+    has no judge turn or label tokens.
     """
 
     kind: Literal["toolprm", "orm", "cprm"] = "toolprm"
@@ -130,6 +133,7 @@ class JudgeConfig:
     format_version: int = 1
     metadata: dict = field(default_factory=dict)
     search_weights: dict | None = None
+    probe: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
@@ -154,6 +158,10 @@ class JudgeConfig:
             _check_template("question", self.question, kind="ARG")
         if self.system is not None:
             _check_template("system", self.system, tools="[]")
+        if self.probe is not None and (not isinstance(self.probe, str) or not self.probe or os.sep in self.probe or self.probe.startswith(".")):
+            raise ScorerError(f"judge config field 'probe': expected a file name in the checkpoint folder, got {self.probe!r}")
+        if self.probe is not None and self.kind != "toolprm":
+            raise ScorerError(f"judge config field 'probe': only a step judge (toolprm) can be a probe, not {self.kind!r}")
         if not isinstance(self.metadata, dict):
             raise ScorerError(f"judge config field 'metadata': expected an object, got {type(self.metadata).__name__}")
         if self.search_weights is not None:

@@ -292,8 +292,16 @@ def load_scorer(name: str, *, checkpoint=None, policy=None) -> Scorer:
         kind = judge_kind(name)
     except ScorerError:
         raise ScorerError(f"unknown scorer {name!r}: choose toolprm, orm, cprm or likelihood") from None
+    ckpt = Path(checkpoint) if checkpoint else packaged_checkpoint(kind)
+    config = JudgeConfig.load(ckpt)
+    if config.probe:
+        from .probe_judge import ProbeJudge
+
+        if kind != "toolprm":
+            raise ScorerError(f"{ckpt} holds a probe step judge, not a {kind!r} one")
+        return ProbeJudge(ckpt, config=config)
     cls = {"toolprm": ToolPRM, "orm": OutcomeRM, "cprm": CoarsePRM}[kind]
-    return cls(Path(checkpoint) if checkpoint else packaged_checkpoint(kind))
+    return cls(ckpt, config=config)
 
 
 __all__ = [

@@ -1,0 +1,132 @@
+"""The probe judge: features where a step ends, the fit, the checkpoint, and the judge in a search (tiny model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from toolprm_agents.compute import Compute
+from toolprm_agents.context import ContextStore
+from toolprm_agents.interfaces import ScorerError
+from toolprm_agents.judges import CONFIG_NAME, JudgeConfig
+from toolprm_agents.models import load_causal_lm
+from toolprm_agents.policy import TransformersPolicy
+from toolprm_agents.probe_features import step_features
+from toolprm_agents.schema import to_tool_specs
+from toolprm_agents.scorers import load_scorer
+from toolprm_agents.search import SearchConfig, ToolPRMSearch
+from toolprm_agents.steps import StepPlan
+from toolprm_agents.training.dataset import build_rows, judge_units
+from toolprm_agents.training.perturb import PerturbConfig, perturb_examples
+from toolprm_agents.training.probe import ProbeWeights, extract, fit, load_features, save_probe_judge, score_units, unit_rows
+from toolprm_agents.training.sources import Example
+
+TOOLS = [
+    {"name": "get_weather", "description": "Weather in a city",
+     "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}},
+    {"name": "get_time", "description": "Local time in a city",
+     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+]
+LAYERS = (1, 2)
+
+
+def examples() -> list[Example]:
+    cities = ["Oslo", "Lima", "Bern", "Quito", "Perth", "Accra"]
+    return [Example(f"w/{i}", "test", [{"role": "user", "content": f"Weather in {c} for {i + 1} days?"}], TOOLS,
+                    [{"name": "get_weather", "arguments": {"city": c, "days": i + 1}}]) for i, c in enumerate(cities)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_causal_lm(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return build_rows(perturb_examples(examples(), PerturbConfig(per_example=6, seed=0)), test_fraction=0.0)
+
+
+def test_unit_rows_cover_every_unit_once_along_chains_that_rebuild_the_answer(rows):
+    for g in judge_units(rows, "toolprm"):
+        segs, keys = unit_rows(g.units)
+        judged = {j.text for _, j, _ in g.units}
+        assert set(k for row in keys for k in row) == judged
+        for row, ks in zip(segs, keys):
+            text = "["
+            for seg, key in zip(row, ks):
+                text += seg
+                assert text == key, "a segment ends exactly where its unit's judged text ends"
+
+
+def test_features_of_a_segment_in_a_row_equal_the_features_of_that_step_scored_alone(tiny):
+    """What training reads (one pass over an answer) is what the search reads (one step over a cached context)."""
+    model, tok = tiny
+    plan = StepPlan(to_tool_specs(TOOLS))
+    store = ContextStore(model, tok, "user: weather in Oslo?\nassistant: ", Compute(), reserve_tokens=0)
+    a, b = '{"name": "get_weather"', ', "arguments": {"city": "Oslo"'
+    row = step_features(model, store, "[", [[store.encode(a), store.encode(b)]], layers=LAYERS)[0]
+    alone = step_features(model, store, "[" + a, [[store.encode(b)]], layers=LAYERS)[0]
+    assert row.shape == (2, 2 * len(LAYERS) * model.config.hidden_size)
+    assert torch.allclose(row[1], alone[0], atol=1e-4)
+    assert not torch.allclose(row[0], row[1], atol=1e-3)
+    del plan
+
+
+def test_the_fit_separates_separable_features_and_is_calibrated_on_the_calibration_split():
+    g = torch.Generator().manual_seed(0)
+    def split(n):
+        y = torch.randint(0, 2, (n,), generator=g)
+        x = torch.randn(n, 16, generator=g)
+        x[:, 3] += 2.0 * y  # one informative feature
+        return {"features": x.half(), "labels": y.tolist(), "keys": [("e", str(i)) for i in range(n)]}
+    model, report = fit(split(600), split(300), l2_grid=(1e-3, 1e-2))
+    test = split(400)
+    scores = score_units(model, test)
+    right = [p for p, y in scores.values() if y]
+    wrong = [p for p, y in scores.values() if not y]
+    assert sum(right) / len(right) > 0.7 and sum(wrong) / len(wrong) < 0.3
+    assert max(report["calib_auroc"].values()) > 0.9
+    assert report["platt"]["nll_after"] <= report["platt"]["nll_before"] + 1e-6
+
+
+def test_extract_then_fit_then_load_scores_the_same_in_the_search(tiny_model_dir, tiny, rows, tmp_path):
+    feats = tmp_path / "features"
+    assert extract(rows, feats, split="train", model_ref=str(tiny_model_dir), layers=LAYERS, shard_size=3) == 2
+    assert extract(rows, feats, split="train", model_ref=str(tiny_model_dir), layers=LAYERS, shard_size=3) == 0, "resumes: nothing left"
+    train = load_features(feats, "train")
+    n_units = sum(len(g.units) for g in judge_units(rows, "toolprm"))
+    assert len(train["labels"]) == n_units and train["features"].shape[0] == n_units
+    assert 0 < sum(train["labels"]) < n_units
+    model, _ = fit(train, train, l2_grid=(1e-2,))
+    ckpt = save_probe_judge(model, LAYERS, tmp_path / "probe-judge", base_model=str(tiny_model_dir))
+    assert json.loads((ckpt / CONFIG_NAME).read_text())["probe"] == "probe.pt"
+    judge = load_scorer("toolprm", checkpoint=ckpt)
+    assert type(judge).__name__ == "ProbeJudge" and judge.granularity == "step"
+    # the judge's score of one unit equals the probe on the extracted features of that unit
+    g = judge_units(rows, "toolprm")[0]
+    ctx, judged, _ = g.units[1]
+    plan = StepPlan(to_tool_specs(g.tools))
+    score = judge.session(g.messages, plan, Compute()).score([(ctx, judged)])[0]
+    i = train["keys"].index((g.id, judged.text))
+    assert score == pytest.approx(model(train["features"][i : i + 1].float()).item(), abs=2e-3)
+    # and it drives the combined beam search to a valid answer
+    result = ToolPRMSearch(policy=TransformersPolicy(str(tiny_model_dir)), scorer=judge).search(
+        g.messages, g.tools, config=SearchConfig(strategy="beam", gate=1.0, budget_seconds=60))
+    assert result.compute.scorer_calls > 0
+    for call in result.calls:
+        assert call.name in {"get_weather", "get_time"}
+
+
+def test_a_probe_config_names_a_file_in_its_folder_and_only_for_a_step_judge(tmp_path):
+    with pytest.raises(ScorerError, match="'probe'"):
+        JudgeConfig(probe="../elsewhere.pt")
+    with pytest.raises(ScorerError, match="only a step judge"):
+        JudgeConfig(kind="orm", probe="probe.pt")
+    JudgeConfig(probe="probe.pt", trained=True).save(tmp_path)
+    with pytest.raises(ScorerError, match="missing"):
+        load_scorer("toolprm", checkpoint=tmp_path)
+    (tmp_path / "probe.pt").write_bytes(b"not torch")
+    with pytest.raises(ScorerError, match="not a probe judge"):
+        load_scorer("toolprm", checkpoint=tmp_path)

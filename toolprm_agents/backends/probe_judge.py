@@ -1,0 +1,113 @@
+"""The probe judge: a ToolPRM that reads the policy's own hidden states.
+
+A checkpoint whose ``toolprm_config.json`` names a ``probe`` file holds no language-model
+weights of its own: it is a logistic model (trained by :mod:`toolprm_agents.training.probe`)
+over the frozen base model's hidden states where each candidate step ends
+(:func:`~toolprm_agents.probe_features.step_features`). It reads the policy's prompt, so
+with a transformers policy on the same base it reuses the policy's KV cache and pays only
+for the candidates' own tokens; the score is already calibrated (Platt on a held-out split).
+
+Example:
+    >>> judge = ProbeJudge("toolprm_agents/checkpoints/toolprm-smollm2")   # doctest: +SKIP
+    >>> judge.session(messages, plan, Compute(), policy_session=ps).score([(parent, child)])  # doctest: +SKIP
+    [0.83]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ..compute import Compute
+from ..context import ContextStore
+from ..interfaces import Scorer, ScorerError, ScorerSession
+from ..judges import JudgeConfig, packaged_checkpoint
+from ..models import model_lock
+from ..probe_features import step_features
+from ..prompt import PromptFormat
+
+
+class ProbeJudge(Scorer):
+    """A step judge: a probe over the base model's hidden states (see the module docstring)."""
+
+    kind = "toolprm"
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
+        from ..training.probe import ProbeWeights
+
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint("toolprm")
+        self.config = config or JudgeConfig.load(self.checkpoint)
+        if not self.config.probe:
+            raise ScorerError(f"{self.checkpoint}: {self.config!r} names no probe file")
+        path = self.checkpoint / self.config.probe
+        if not path.is_file():
+            raise ScorerError(f"{self.checkpoint}: the probe weights {self.config.probe!r} are missing")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.layers = [int(x) for x in state.pop("layers").tolist()]
+            hidden = int(state.pop("hidden_size").item())
+            self.probe = ProbeWeights(int(state["mean"].shape[0]), hidden)
+            self.probe.load_state_dict(state)
+        except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
+            raise ScorerError(f"{path}: not a probe judge's weights: {exc}") from None
+        self.probe.eval()
+        self.granularity = "step"
+        self.name = "toolprm"
+        if model is None:
+            from ..models import load_causal_lm
+
+            model = load_causal_lm(self.config.base_model or "smollm2")
+        self.model, self.tokenizer = model
+        self.lock = model_lock(self.model)
+        self.prompt_format = PromptFormat()
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, **kw) -> "ProbeJudge":
+        return cls(checkpoint, **kw)
+
+    @contextlib.contextmanager
+    def active(self):
+        with self.lock:
+            yield
+
+    def session(self, messages, plan, compute, *, policy_session=None) -> "ProbeSession":
+        prompt = self.prompt_format.render(self.tokenizer, messages, plan.tools)
+        store = None
+        shared = policy_session.shared_context() if policy_session is not None else None
+        if shared is not None:
+            store = shared.reuse(self.model, prompt)  # the policy's prompt and weights: its KV cache serves both
+            if not isinstance(store, ContextStore):
+                store = None
+        with self.lock:
+            if store is None:
+                store = ContextStore(self.model, self.tokenizer, prompt, compute, counter="scorer")
+        return ProbeSession(self, store, compute)
+
+    def score_features(self, feats: torch.Tensor) -> list[float]:
+        with torch.no_grad():
+            return self.probe(feats).tolist()
+
+
+class ProbeSession(ScorerSession):
+    def __init__(self, judge: ProbeJudge, store: ContextStore, compute: Compute):
+        self.judge, self.store, self.compute = judge, store, compute
+
+    def score(self, pairs):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (ctx, cand) in enumerate(pairs):
+            if not cand.text.startswith(ctx.text):
+                raise ValueError("a candidate must extend its context answer")
+            groups[ctx.text].append(i)
+        scores = [0.0] * len(pairs)
+        with self.judge.lock:
+            for ctx_text, idx in groups.items():
+                rows = [[self.store.encode(pairs[i][1].text[len(ctx_text):])] for i in idx]
+                feats = step_features(self.judge.model, self.store, ctx_text, rows, layers=self.judge.layers, compute=self.compute)
+                for i, p in zip(idx, self.judge.score_features(torch.cat(feats))):
+                    scores[i] = p
+        self.compute.scorer_calls += len(pairs)
+        return scores

@@ -1,0 +1,336 @@
+"""Train a probe judge: a logistic model over the frozen policy's hidden states at each step.
+
+A LoRA judge on this machine's CPU trains at about 30 optimizer steps an hour (the
+``cpu-smollm2-large`` recipe needs ~21 h per judge for one epoch). A probe needs forward
+passes only, and one per answer reads every step of it: features for tens of thousands of
+step units take minutes to an hour, and the fit takes seconds. Three stages, each resumable:
+
+1. :func:`extract` -- per dataset split, the features of every ToolPRM step unit
+   (:func:`~toolprm_agents.probe_features.step_features`) in shards of examples
+   (``features/SPLIT-NNNNN.pt``), under a time budget; run again to continue.
+2. :func:`fit` -- standardised features, an L2-regularised logistic model (the strength
+   chosen on the calibration split, never on an evaluation set), then a Platt fit on the
+   calibration split so that a score means a probability.
+3. :func:`save_probe_judge` -- a judge checkpoint (``toolprm_config.json`` + ``probe.pt``)
+   that :class:`~toolprm_agents.backends.probe_judge.ProbeJudge` loads.
+
+Example:
+    >>> extract(rows, "runs/probe/features", split="train", budget_seconds=1800)   # doctest: +SKIP
+    >>> probe = fit(load_features("runs/probe/features", "train"), load_features("runs/probe/features", "calib"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..probe_features import DEFAULT_LAYERS, step_features
+from ..steps import ANSWER_OPEN
+from .dataset import judge_units, unit_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["unit_rows", "extract", "load_features", "fit", "ProbeWeights", "save_probe_judge"]
+
+
+def unit_rows(units) -> tuple[list[list[str]], list[list[str]]]:
+    """The answers along which ``units`` (``(context, judged, label)`` of one example) lie,
+    as text segments (one per judged unit, in order) and the judged texts they end at.
+
+    A unit's context is the judged text of the unit before it (or the bare opening), so
+    the maximal chains of units are the rows one forward pass each reads.
+    """
+    by_text = {judged.text: (ctx, judged) for ctx, judged, _ in units}
+    ctx_texts = {ctx.text for ctx, _, _ in units}
+    rows, keys = [], []
+    for text in by_text:
+        if text in ctx_texts:
+            continue  # not a leaf: some longer chain passes through it
+        chain = []
+        cur = text
+        while cur in by_text:
+            ctx, judged = by_text[cur]
+            chain.append((judged.text[len(ctx.text):], judged.text))
+            cur = ctx.text
+        if cur != ANSWER_OPEN:
+            continue  # a broken chain (should not happen); skip rather than misread it
+        chain.reverse()
+        rows.append([seg for seg, _ in chain])
+        keys.append([k for _, k in chain])
+    return rows, keys
+
+
+def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, model_ref: str = "smollm2",
+            layers: Sequence[int] = DEFAULT_LAYERS, shard_size: int = 50, max_groups: int | None = None,
+            budget_seconds: float | None = None, batch_rows: int = 16, max_prompt_tokens: int = 1536, seed: int = 0,
+            reverse: bool = False) -> int:
+    """Write the features of ``split``'s step units in shards; returns the shards written now.
+
+    ``reverse``: take the shards last first -- a second process started that way shares the
+    work with one going forward (each skips the shards already written) and they meet."""
+    from ..compute import Compute
+    from ..context import ContextStore
+    from ..models import load_causal_lm
+    from ..prompt import PromptFormat, encode_prompt
+    from .rollouts import plan_for
+    from .sources import Example
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = judge_units(rows, "toolprm")
+    random.Random(f"probe-{seed}-{split}").shuffle(groups)
+    if max_groups is not None:
+        groups = groups[:max_groups]
+    info = unit_table(rows, "toolprm")
+    model, tok = load_causal_lm(model_ref)
+    fmt = PromptFormat()
+    t0, written = time.monotonic(), 0
+    starts = list(range(0, len(groups), shard_size))
+    for k in reversed(starts) if reverse else starts:
+        path = out / f"{split}-{k // shard_size:05d}.pt"
+        if path.is_file():
+            continue
+        if budget_seconds is not None and time.monotonic() - t0 > budget_seconds:
+            log.warning("probe features (%s): time budget spent; run again to continue", split)
+            break
+        feats, labels, kinds, origins, keys, contexts = [], [], [], [], [], []
+        for g in groups[k : k + shard_size]:
+            ex = Example(g.id, "", g.messages, g.tools, [])
+            prompt = fmt.render(tok, g.messages, plan_for(ex).tools)
+            if len(encode_prompt(tok, prompt)) > max_prompt_tokens:
+                continue
+            store = ContextStore(model, tok, prompt, Compute(), reserve_tokens=0)
+            seg_rows, seg_keys = unit_rows(g.units)
+            label_of = {judged.text: ok for _, judged, ok in g.units}
+            seen = set()
+            order = sorted(range(len(seg_rows)), key=lambda i: -sum(len(s) for s in seg_rows[i]))
+            for b in range(0, len(order), batch_rows):
+                idx = order[b : b + batch_rows]
+                token_rows = [[store.encode(s) for s in seg_rows[i]] for i in idx]
+                out_feats = step_features(model, store, ANSWER_OPEN, token_rows, layers=layers)
+                for i, f in zip(idx, out_feats):
+                    for key, vec in zip(seg_keys[i], f):
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        u = info[(g.id, key)]
+                        feats.append(vec.half())
+                        labels.append(int(label_of[key]))
+                        kinds.append(u["step_kind"])
+                        origins.append(u["origin"])
+                        keys.append((g.id, key))
+                        contexts.append(u["context"])
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"features": torch.stack(feats) if feats else torch.zeros(0), "labels": labels, "kinds": kinds,
+                    "origins": origins, "keys": keys, "contexts": contexts, "layers": list(layers)}, tmp)
+        tmp.replace(path)
+        written += 1
+        log.info("probe features %s: shard %d (%d units, %.0f s)", split, k // shard_size, len(labels), time.monotonic() - t0)
+    return written
+
+
+def load_features(out_dir: str | os.PathLike, split: str) -> dict:
+    """All shards of ``split`` joined: ``features`` [N, D] float16 and per-unit lists."""
+    parts = [torch.load(p, weights_only=False) for p in sorted(Path(out_dir).glob(f"{split}-*.pt"))]
+    parts = [p for p in parts if len(p["labels"])]
+    if not parts:
+        return {"features": torch.zeros(0, 0), "labels": [], "kinds": [], "origins": [], "keys": [], "contexts": [], "layers": []}
+    joined = {"features": torch.cat([p["features"] for p in parts]), "layers": parts[0]["layers"]}
+    for name in ("labels", "kinds", "origins", "keys", "contexts"):
+        joined[name] = [x for p in parts for x in p[name]]
+    return joined
+
+
+# ------------------------------------------------------------------------------------------
+# the fit
+
+
+class ProbeWeights(torch.nn.Module):
+    """Standardise, then a logistic model (``hidden == 0``) or one hidden layer; Platt on top."""
+
+    def __init__(self, dim: int, hidden: int = 0):
+        super().__init__()
+        self.dim, self.hidden = dim, hidden
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.net = torch.nn.Linear(dim, 1) if hidden == 0 else torch.nn.Sequential(
+            torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+        self.register_buffer("platt", torch.tensor([1.0, 0.0]))  # a * logit + b
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net((x.float() - self.mean) / self.std).squeeze(-1)
+        return self.platt[0] * z + self.platt[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def _train(model: ProbeWeights, x: torch.Tensor, y: torch.Tensor, l2: float, epochs: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    xs = (x.float() - model.mean) / model.std
+    if model.hidden == 0:
+        opt = torch.optim.LBFGS(model.net.parameters(), lr=1.0, max_iter=200, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            z = model.net(xs).squeeze(-1)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y) + l2 * model.net.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return
+    opt = torch.optim.AdamW(model.net.parameters(), lr=1e-3, weight_decay=l2)
+    n = len(y)
+    for _ in range(epochs):
+        perm = torch.randperm(n)
+        for b in range(0, n, 256):
+            i = perm[b : b + 256]
+            opt.zero_grad()
+            z = model.net(xs[i]).squeeze(-1)
+            torch.nn.functional.binary_cross_entropy_with_logits(z, y[i]).backward()
+            opt.step()
+
+
+def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2), hidden_grid: Sequence[int] = (0,),
+        epochs: int = 8, seed: int = 0) -> tuple[ProbeWeights, dict]:
+    """The probe with the best calibration-split AUROC over ``l2_grid`` x ``hidden_grid``,
+    Platt-scaled on the calibration split; returns it and each candidate's calibration AUROC."""
+    from .rm_eval import auroc
+
+    x, y = train["features"], torch.tensor(train["labels"], dtype=torch.float32)
+    xc, yc = calib["features"], calib["labels"]
+    mean, std = x.float().mean(0), x.float().std(0).clamp_min(1e-4)
+    report, best = {}, None
+    for hidden in hidden_grid:
+        for l2 in l2_grid:
+            m = ProbeWeights(x.shape[1], hidden)
+            m.mean.copy_(mean)
+            m.std.copy_(std)
+            _train(m, x, y, l2, epochs, seed)
+            with torch.no_grad():
+                a = auroc(m.logits(xc).tolist(), yc)
+            report[f"hidden={hidden} l2={l2:g}"] = a
+            log.info("probe fit hidden=%d l2=%g: calib AUROC %.4f", hidden, l2, a)
+            if best is None or a > best[0]:
+                best = (a, m)
+    model = best[1]
+    from .calibration import fit_platt
+
+    with torch.no_grad():
+        raw = torch.sigmoid(model.logits(xc)).tolist()
+    platt = fit_platt(raw, yc)
+    model.platt.copy_(torch.tensor([float(platt["a"]), float(platt["b"])]))
+    return model, {"calib_auroc": report, "platt": platt}
+
+
+def save_probe_judge(model: ProbeWeights, layers: Sequence[int], directory: str | os.PathLike, *, metadata: dict | None = None,
+                     base_model: str = "smollm2") -> Path:
+    """A judge checkpoint folder: ``toolprm_config.json`` (``probe: probe.pt``) and the weights."""
+    from ..judges import JudgeConfig
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state["layers"] = torch.tensor(list(layers))
+    state["hidden_size"] = torch.tensor(model.hidden)
+    torch.save(state, d / "probe.pt")
+    JudgeConfig(kind="toolprm", base_model=base_model, adapter=False, trained=True, probe="probe.pt",
+                metadata=dict(metadata or {})).save(d)
+    return d
+
+
+def score_units(model: ProbeWeights, feats: dict) -> dict:
+    """``{(group id, judged text): (p, label)}`` for :func:`~.rm_eval.step_breakdown`."""
+    with torch.no_grad():
+        p = model(feats["features"]).tolist() if len(feats["labels"]) else []
+    return {k: (pp, y) for k, pp, y in zip(feats["keys"], p, feats["labels"])}
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+
+
+def evaluate(model: ProbeWeights, feats: dict, rows: Sequence[dict]) -> dict:
+    """:func:`~.rm_eval.step_breakdown` of the probe on held-out ``feats`` (plus overall figures)."""
+    from .rm_eval import auroc, step_breakdown
+
+    steps = score_units(model, feats)
+    vals = list(steps.values())
+    out = {"judgements": len(vals),
+           "step_acc": sum((p > 0.5) == bool(y) for p, y in vals) / len(vals),
+           "step_auroc": auroc([p for p, _ in vals], [y for _, y in vals])}
+    out.update(step_breakdown(steps, rows))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m toolprm_agents.training.probe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="runs/cpu-smollm2-large/dataset", help="the dataset folder (train/test/calib parquet)")
+    ap.add_argument("--work", default="runs/probe", help="features and reports (resumable)")
+    ap.add_argument("--stage", choices=["extract", "fit", "all"], default="all")
+    ap.add_argument("--splits", default="test,calib,train", help="splits to extract, in order")
+    ap.add_argument("--max-groups", default="train=100000,test=300,calib=200", help="examples per split")
+    ap.add_argument("--budget-minutes", type=float, default=60.0, help="extraction time budget per run")
+    ap.add_argument("--hidden", default="0", help="hidden sizes to try (0: logistic)")
+    ap.add_argument("--out", default=None, help="write the judge checkpoint here")
+    ap.add_argument("--reverse", action="store_true", help="extract the shards last first (a second process)")
+    ap.add_argument("--shard-size", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    from .dataset import load_dataset_split
+
+    work = Path(args.work)
+    feats_dir = work / "features"
+    limits = dict(kv.split("=") for kv in args.max_groups.split(",") if kv)
+    t0 = time.monotonic()
+    if args.stage in ("extract", "all"):
+        for split in args.splits.split(","):
+            left = args.budget_minutes * 60 - (time.monotonic() - t0)
+            if left <= 0:
+                break
+            rows = load_dataset_split(args.data, split)
+            extract(rows, feats_dir, split=split, max_groups=int(limits.get(split, 10**9)), budget_seconds=left,
+                    shard_size=args.shard_size, reverse=args.reverse)
+    if args.stage in ("fit", "all"):
+        train, calib, test = (load_features(feats_dir, s) for s in ("train", "calib", "test"))
+        if not train["labels"] or not calib["labels"]:
+            print("fit: features of the train and calib splits are needed first (--stage extract)")
+            return 2
+        t1 = time.monotonic()
+        model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")])
+        report = {"train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
+                  "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
+                  "layers": train["layers"], "hidden": model.hidden, **fit_report}
+        if test["labels"]:
+            report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"))
+            report["test"]["examples"] = len({k[0] for k in test["keys"]})
+        (work / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        t = report.get("test", {})
+        print(f"probe: {report['train_units']} train units; test step AUROC {t.get('step_auroc', float('nan')):.3f}, "
+              f"pick accuracy {t.get('decision_pick_acc', float('nan')):.3f} over {t.get('decisions', 0)} decisions")
+        if args.out:
+            meta = {"kind": "toolprm", "unit": "step", "probe": {"layers": train["layers"], "hidden": model.hidden,
+                    "features": "hidden state at the step's last token and mean over its tokens, per layer"},
+                    "train_units": report["train_units"], "train_examples": report["train_examples"],
+                    "calibration_folded_in": fit_report["platt"], "metrics": report.get("test", {}),
+                    "data": str(args.data)}
+            save_probe_judge(model, train["layers"], args.out, metadata=meta)
+            print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
