@@ -87,8 +87,8 @@ def test_the_fit_separates_separable_features_and_is_calibrated_on_the_calibrati
     right = [p for p, y in scores.values() if y]
     wrong = [p for p, y in scores.values() if not y]
     assert sum(right) / len(right) > 0.7 and sum(wrong) / len(wrong) < 0.3
-    assert max(report["calib_auroc"].values()) > 0.9
-    assert report["platt"]["nll_after"] <= report["platt"]["nll_before"] + 1e-6
+    assert max(report["all"]["calib_auroc"].values()) > 0.9
+    assert report["all"]["platt"]["nll_after"] <= report["all"]["platt"]["nll_before"] + 1e-6
 
 
 def test_extract_then_fit_then_load_scores_the_same_in_the_search(tiny_model_dir, tiny, rows, tmp_path):
@@ -99,7 +99,9 @@ def test_extract_then_fit_then_load_scores_the_same_in_the_search(tiny_model_dir
     n_units = sum(len(g.units) for g in judge_units(rows, "toolprm"))
     assert len(train["labels"]) == n_units and train["features"].shape[0] == n_units
     assert 0 < sum(train["labels"]) < n_units
-    model, _ = fit(train, train, l2_grid=(1e-2,))
+    model, report = fit(train, train, l2_grid=(1e-2,), min_units=5)
+    assert len(model.probes) > 1, "a probe per step kind where the kinds have enough units"
+    assert set(report["pooled_calib_auroc"]) == {"one probe", "a probe per step kind"}
     ckpt = save_probe_judge(model, LAYERS, tmp_path / "probe-judge", base_model=str(tiny_model_dir))
     assert json.loads((ckpt / CONFIG_NAME).read_text())["probe"] == "probe.pt"
     judge = load_scorer("toolprm", checkpoint=ckpt)
@@ -110,7 +112,7 @@ def test_extract_then_fit_then_load_scores_the_same_in_the_search(tiny_model_dir
     plan = StepPlan(to_tool_specs(g.tools))
     score = judge.session(g.messages, plan, Compute()).score([(ctx, judged)])[0]
     i = train["keys"].index((g.id, judged.text))
-    assert score == pytest.approx(model(train["features"][i : i + 1].float()).item(), abs=2e-3)
+    assert score == pytest.approx(model(train["features"][i : i + 1].float(), [train["kinds"][i]]).item(), abs=2e-3)
     # and it drives the combined beam search to a valid answer
     result = ToolPRMSearch(policy=TransformersPolicy(str(tiny_model_dir)), scorer=judge).search(
         g.messages, g.tools, config=SearchConfig(strategy="beam", gate=1.0, budget_seconds=60))

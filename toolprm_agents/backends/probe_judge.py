@@ -37,7 +37,7 @@ class ProbeJudge(Scorer):
     kind = "toolprm"
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
-        from ..training.probe import ProbeWeights
+        from ..training.probe import load_probe
 
         self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint("toolprm")
         self.config = config or JudgeConfig.load(self.checkpoint)
@@ -47,14 +47,9 @@ class ProbeJudge(Scorer):
         if not path.is_file():
             raise ScorerError(f"{self.checkpoint}: the probe weights {self.config.probe!r} are missing")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.layers = [int(x) for x in state.pop("layers").tolist()]
-            hidden = int(state.pop("hidden_size").item())
-            self.probe = ProbeWeights(int(state["mean"].shape[0]), hidden)
-            self.probe.load_state_dict(state)
+            self.probe, self.layers = load_probe(path)
         except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
             raise ScorerError(f"{path}: not a probe judge's weights: {exc}") from None
-        self.probe.eval()
         self.granularity = "step"
         self.name = "toolprm"
         if model is None:
@@ -87,9 +82,15 @@ class ProbeJudge(Scorer):
                 store = ContextStore(self.model, self.tokenizer, prompt, compute, counter="scorer")
         return ProbeSession(self, store, compute)
 
-    def score_features(self, feats: torch.Tensor) -> list[float]:
+    def score_features(self, feats: torch.Tensor, kinds) -> list[float]:
         with torch.no_grad():
-            return self.probe(feats).tolist()
+            return self.probe(feats, kinds).tolist()
+
+
+def decided_kind(ctx, cand) -> str:
+    """The kind of the step a candidate decides: the first it adds to its context (the rest are forced)."""
+    added = cand.steps[len(ctx.steps):]
+    return (added[0] if added else cand.steps[-1]).kind.value
 
 
 class ProbeSession(ScorerSession):
@@ -107,7 +108,8 @@ class ProbeSession(ScorerSession):
             for ctx_text, idx in groups.items():
                 rows = [[self.store.encode(pairs[i][1].text[len(ctx_text):])] for i in idx]
                 feats = step_features(self.judge.model, self.store, ctx_text, rows, layers=self.judge.layers, compute=self.compute)
-                for i, p in zip(idx, self.judge.score_features(torch.cat(feats))):
+                kinds = [decided_kind(*pairs[i]) for i in idx]
+                for i, p in zip(idx, self.judge.score_features(torch.cat(feats), kinds)):
                     scores[i] = p
         self.compute.scorer_calls += len(pairs)
         return scores

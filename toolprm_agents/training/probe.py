@@ -38,7 +38,7 @@ from .dataset import judge_units, unit_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["unit_rows", "extract", "load_features", "fit", "ProbeWeights", "save_probe_judge"]
+__all__ = ["unit_rows", "extract", "load_features", "fit", "ProbeWeights", "ProbeSet", "save_probe_judge", "load_probe", "score_units"]
 
 
 def unit_rows(units) -> tuple[list[list[str]], list[list[str]]]:
@@ -200,10 +200,40 @@ def _train(model: ProbeWeights, x: torch.Tensor, y: torch.Tensor, l2: float, epo
             opt.step()
 
 
-def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2), hidden_grid: Sequence[int] = (0,),
-        epochs: int = 8, seed: int = 0) -> tuple[ProbeWeights, dict]:
-    """The probe with the best calibration-split AUROC over ``l2_grid`` x ``hidden_grid``,
-    Platt-scaled on the calibration split; returns it and each candidate's calibration AUROC."""
+class ProbeSet(torch.nn.Module):
+    """Probes by the kind of the judged step (``ARG``, ``FUNC_NAME`` ...), ``"all"`` for the rest.
+
+    ``specs``: key -> ``(feature size, hidden size)``.
+    """
+
+    def __init__(self, specs: dict[str, tuple[int, int]]):
+        super().__init__()
+        self.specs = {k: (int(d), int(h)) for k, (d, h) in specs.items()}
+        self.probes = torch.nn.ModuleDict({k: ProbeWeights(d, h) for k, (d, h) in self.specs.items()})
+
+    def key(self, kind: str) -> str:
+        return kind if kind in self.probes else "all"
+
+    def forward(self, x: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
+        out = torch.empty(len(kinds))
+        by_key: dict[str, list[int]] = {}
+        for i, k in enumerate(kinds):
+            by_key.setdefault(self.key(k), []).append(i)
+        for k, idx in by_key.items():
+            out[idx] = self.probes[k](x[idx])
+        return out
+
+
+def _subset(feats: dict, idx: Sequence[int]) -> dict:
+    out = {"features": feats["features"][list(idx)], "layers": feats.get("layers", [])}
+    for name in ("labels", "kinds", "origins", "keys", "contexts"):
+        if name in feats:
+            out[name] = [feats[name][i] for i in idx]
+    return out
+
+
+def _fit_one(train: dict, calib: dict, l2_grid, hidden_grid, epochs: int, seed: int, tag: str) -> tuple[ProbeWeights, dict]:
+    from .calibration import fit_platt
     from .rm_eval import auroc
 
     x, y = train["features"], torch.tensor(train["labels"], dtype=torch.float32)
@@ -219,12 +249,10 @@ def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-
             with torch.no_grad():
                 a = auroc(m.logits(xc).tolist(), yc)
             report[f"hidden={hidden} l2={l2:g}"] = a
-            log.info("probe fit hidden=%d l2=%g: calib AUROC %.4f", hidden, l2, a)
+            log.info("probe fit %s hidden=%d l2=%g: calib AUROC %.4f", tag, hidden, l2, a)
             if best is None or a > best[0]:
                 best = (a, m)
     model = best[1]
-    from .calibration import fit_platt
-
     with torch.no_grad():
         raw = torch.sigmoid(model.logits(xc)).tolist()
     platt = fit_platt(raw, yc)
@@ -232,26 +260,79 @@ def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-
     return model, {"calib_auroc": report, "platt": platt}
 
 
-def save_probe_judge(model: ProbeWeights, layers: Sequence[int], directory: str | os.PathLike, *, metadata: dict | None = None,
+def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-1), hidden_grid: Sequence[int] = (0,),
+        epochs: int = 8, seed: int = 0, by_kind: bool = True, min_units: int = 200) -> tuple[ProbeSet, dict]:
+    """Probes chosen and Platt-scaled on the calibration split (never on an evaluation set).
+
+    One probe over every step, and (``by_kind``) one per step kind with ``min_units`` training
+    units; the per-kind set is kept when its pooled calibration AUROC beats the single probe.
+    Returns the :class:`ProbeSet` and a report of every candidate's calibration AUROC.
+    """
+    from .rm_eval import auroc
+
+    dim = train["features"].shape[1]
+    shared, rep = _fit_one(train, calib, l2_grid, hidden_grid, epochs, seed, "all")
+    report = {"all": rep}
+    one = ProbeSet({"all": (dim, shared.hidden)})
+    one.probes["all"].load_state_dict(shared.state_dict())
+    kinds_c = calib.get("kinds") or ["all"] * len(calib["labels"])
+    with torch.no_grad():
+        a_one = auroc(one(calib["features"], kinds_c).tolist(), calib["labels"])
+    report["pooled_calib_auroc"] = {"one probe": a_one}
+    chosen = one
+    if by_kind and train.get("kinds"):
+        specs, fitted = {"all": (dim, shared.hidden)}, {"all": shared}
+        for kind in sorted(set(train["kinds"])):
+            ti = [i for i, k in enumerate(train["kinds"]) if k == kind]
+            ci = [i for i, k in enumerate(kinds_c) if k == kind]
+            tl = [train["labels"][i] for i in ti]
+            cl = [calib["labels"][i] for i in ci]
+            if len(ti) < min_units or len(set(tl)) < 2 or len(set(cl)) < 2:
+                continue
+            m, r = _fit_one(_subset(train, ti), _subset(calib, ci), l2_grid, hidden_grid, epochs, seed, kind)
+            specs[kind], fitted[kind] = (dim, m.hidden), m
+            report[kind] = r
+        per = ProbeSet(specs)
+        for k, m in fitted.items():
+            per.probes[k].load_state_dict(m.state_dict())
+        with torch.no_grad():
+            a_per = auroc(per(calib["features"], kinds_c).tolist(), calib["labels"])
+        report["pooled_calib_auroc"]["a probe per step kind"] = a_per
+        if a_per > a_one:
+            chosen = per
+    report["chosen"] = sorted(chosen.probes)
+    return chosen, report
+
+
+def save_probe_judge(model: ProbeSet, layers: Sequence[int], directory: str | os.PathLike, *, metadata: dict | None = None,
                      base_model: str = "smollm2") -> Path:
     """A judge checkpoint folder: ``toolprm_config.json`` (``probe: probe.pt``) and the weights."""
     from ..judges import JudgeConfig
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    state["layers"] = torch.tensor(list(layers))
-    state["hidden_size"] = torch.tensor(model.hidden)
+    state = {"specs": {k: list(v) for k, v in model.specs.items()}, "layers": list(layers),
+             "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     torch.save(state, d / "probe.pt")
     JudgeConfig(kind="toolprm", base_model=base_model, adapter=False, trained=True, probe="probe.pt",
                 metadata=dict(metadata or {})).save(d)
     return d
 
 
-def score_units(model: ProbeWeights, feats: dict) -> dict:
+def load_probe(path: str | os.PathLike) -> tuple[ProbeSet, list[int]]:
+    """The :class:`ProbeSet` and hidden-state layers saved by :func:`save_probe_judge`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = ProbeSet({k: tuple(v) for k, v in state["specs"].items()})
+    model.load_state_dict(state["state"])
+    model.eval()
+    return model, [int(x) for x in state["layers"]]
+
+
+def score_units(model: ProbeSet, feats: dict) -> dict:
     """``{(group id, judged text): (p, label)}`` for :func:`~.rm_eval.step_breakdown`."""
+    kinds = feats.get("kinds") or ["all"] * len(feats["labels"])
     with torch.no_grad():
-        p = model(feats["features"]).tolist() if len(feats["labels"]) else []
+        p = model(feats["features"], kinds).tolist() if len(feats["labels"]) else []
     return {k: (pp, y) for k, pp, y in zip(feats["keys"], p, feats["labels"])}
 
 
@@ -284,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="extraction time budget per run")
     ap.add_argument("--hidden", default="0", help="hidden sizes to try (0: logistic)")
     ap.add_argument("--out", default=None, help="write the judge checkpoint here")
+    ap.add_argument("--bfcl", default="", help="BFCL categories to evaluate the probe on (gold answers and their "
+                    "perturbations; evaluation only, never trained or fitted on), e.g. simple_python,multiple,irrelevance")
+    ap.add_argument("--bfcl-items", type=int, default=100)
     ap.add_argument("--reverse", action="store_true", help="extract the shards last first (a second process)")
     ap.add_argument("--shard-size", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
@@ -291,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     from .dataset import load_dataset_split
+    from .rm_eval import bfcl_rows
 
     work = Path(args.work)
     feats_dir = work / "features"
@@ -304,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = load_dataset_split(args.data, split)
             extract(rows, feats_dir, split=split, max_groups=int(limits.get(split, 10**9)), budget_seconds=left,
                     shard_size=args.shard_size, reverse=args.reverse)
+        for cat in filter(None, args.bfcl.split(",")):
+            left = args.budget_minutes * 60 - (time.monotonic() - t0)
+            if left > 0:
+                extract(bfcl_rows(cat, args.bfcl_items), feats_dir, split=f"bfcl-{cat}", budget_seconds=left,
+                        shard_size=args.shard_size, reverse=args.reverse)
     if args.stage in ("fit", "all"):
         train, calib, test = (load_features(feats_dir, s) for s in ("train", "calib", "test"))
         if not train["labels"] or not calib["labels"]:
@@ -313,20 +403,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")])
         report = {"train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
                   "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
-                  "layers": train["layers"], "hidden": model.hidden, **fit_report}
+                  "layers": train["layers"], "fit": fit_report}
         if test["labels"]:
             report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"))
             report["test"]["examples"] = len({k[0] for k in test["keys"]})
+        for cat in filter(None, args.bfcl.split(",")):
+            feats = load_features(feats_dir, f"bfcl-{cat}")
+            if feats["labels"]:
+                report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items))
+                report[f"bfcl-{cat}"]["examples"] = len({k[0] for k in feats["keys"]})
         (work / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
         t = report.get("test", {})
         print(f"probe: {report['train_units']} train units; test step AUROC {t.get('step_auroc', float('nan')):.3f}, "
               f"pick accuracy {t.get('decision_pick_acc', float('nan')):.3f} over {t.get('decisions', 0)} decisions")
         if args.out:
-            meta = {"kind": "toolprm", "unit": "step", "probe": {"layers": train["layers"], "hidden": model.hidden,
-                    "features": "hidden state at the step's last token and mean over its tokens, per layer"},
+            meta = {"kind": "toolprm", "unit": "step", "probe": {"layers": train["layers"], "probes": sorted(model.probes),
+                    "features": "hidden state at the step's last token and mean over its tokens, per layer; "
+                                "a logistic model per step kind, Platt-scaled on the calib split (folded in)"},
                     "train_units": report["train_units"], "train_examples": report["train_examples"],
-                    "calibration_folded_in": fit_report["platt"], "metrics": report.get("test", {}),
-                    "data": str(args.data)}
+                    "fit": fit_report, "metrics": report.get("test", {}), "data": str(args.data)}
             save_probe_judge(model, train["layers"], args.out, metadata=meta)
             print(f"wrote {args.out}")
     return 0

@@ -77,6 +77,22 @@ def dev_examples(recipe: dict, n: int, root=None) -> list:
     return out
 
 
+def split_examples(data_dir, split: str, n: int) -> list:
+    """The first ``n`` examples (stable order) of one split of a judge's dataset, unmasked:
+    e.g. its ``calib`` split, which the judge never trained on."""
+    from .dataset import load_dataset_split
+    from .sources import Example, stable_seed
+
+    seen, out = set(), []
+    for r in load_dataset_split(data_dir, split):
+        if r["id"] in seen or r.get("masked"):
+            continue
+        seen.add(r["id"])
+        out.append(Example(r["id"], r["source"], json.loads(r["messages"]), json.loads(r["tools"]), json.loads(r["gold"])))
+    out.sort(key=lambda e: stable_seed("weights", e.id))
+    return out[:n]
+
+
 def label(prefix, step, gold) -> bool:
     """Whether ``step`` after ``prefix`` is on a way to the gold answer (any argument order)."""
     from ..matching import values_equal
@@ -211,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budget-minutes", type=float, default=40.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", action="store_true", help="store the fitted weights in the checkpoint's toolprm_config.json")
+    ap.add_argument("--split", default=None, help="take the queries from this split of --data (e.g. calib: held out from "
+                    "the judge's training) instead of the recipe's unselected examples (a recipe that takes every example has none)")
+    ap.add_argument("--data", default=None, help="the judge's dataset folder, for --split")
     args = ap.parse_args(argv)
 
     import torch
@@ -218,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..judges import CONFIG_NAME, packaged_checkpoint
     from ..backends.transformers_policy import TransformersPolicy
-    from ..backends.transformers_judges import ToolPRM
+    from ..backends.transformers_judges import load_scorer
 
     torch.set_num_threads(args.threads)
     recipe = yaml.safe_load(Path(args.recipe).read_text())
@@ -231,10 +250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if line.strip():
                 row = json.loads(line)
                 done[row["id"]] = row["decisions"]
-    examples = dev_examples(recipe, args.queries)
+    if args.split:
+        if not args.data:
+            ap.error("--split needs --data (the judge's dataset folder)")
+        examples = split_examples(args.data, args.split, args.queries)
+    else:
+        examples = dev_examples(recipe, args.queries)
     checkpoint = args.checkpoint or str(packaged_checkpoint("toolprm"))
     policy = TransformersPolicy()
-    judge = ToolPRM.from_pretrained(checkpoint)
+    judge = load_scorer("toolprm", checkpoint=checkpoint)
     t0 = time.perf_counter()
     with cache.open("a") as f:
         for ex in examples:
@@ -272,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "gate_held_out": gate_table(held_d, weights),
         "recipe": args.recipe,
+        "queries_from": f"{args.data} split {args.split}" if args.split else "the recipe's unselected examples",
         "checkpoint": checkpoint,
     }
     (work / "report.json").write_text(json.dumps(report, indent=2))
@@ -279,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         path = Path(checkpoint) / CONFIG_NAME
         cfg = json.loads(path.read_text())
-        cfg["search_weights"] = {**weights, "fitted_on": f"{len(ids)} held-out queries of {Path(args.recipe).name}'s sources "
+        where = f"the {args.split} split of {args.data}" if args.split else f"{Path(args.recipe).name}'s sources"
+        cfg["search_weights"] = {**weights, "fitted_on": f"{len(ids)} held-out queries of {where} "
                                  f"({len(fit_d)} decisions; pick accuracy on the other half in the model card)"}
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         print(f"wrote search_weights to {path}")
