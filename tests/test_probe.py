@@ -132,3 +132,43 @@ def test_a_probe_config_names_a_file_in_its_folder_and_only_for_a_step_judge(tmp
     (tmp_path / "probe.pt").write_bytes(b"not torch")
     with pytest.raises(ScorerError, match="not a probe judge"):
         load_scorer("toolprm", checkpoint=tmp_path)
+
+
+def test_a_served_backend_refuses_a_probe_judge_by_name(tmp_path):
+    """vLLM and servers answer with tokens: a probe judge there is a clear error naming the generative alternative."""
+    from toolprm_agents.backends.base import judge_spec
+    from toolprm_agents.judges import locate_judge_weights
+
+    JudgeConfig(probe="probe.pt", trained=True).save(tmp_path)
+    with pytest.raises(ScorerError, match="probe judge.*toolprm-smollm2"):
+        locate_judge_weights(tmp_path)
+    with pytest.raises(ScorerError, match="only the transformers backend"):
+        judge_spec(tmp_path, "toolprm", tokenizer=None)
+
+
+def test_bfcl_rows_hold_the_gold_answer_right_and_perturbations_wrong_for_evaluation_only():
+    from toolprm_agents.training.rm_eval import bfcl_rows
+
+    rows = bfcl_rows("simple_python", 5, per_example=4)
+    assert {r["split"] for r in rows} == {"test"}
+    assert len({r["id"] for r in rows}) == 5
+    gold = [r for r in rows if r["origin"] == "gold"]
+    assert len(gold) == 5 and all(r["answer_label"] == 1 and all(r["step_labels"]) for r in gold)
+    assert any(r["answer_label"] == 0 for r in rows if r["origin"].startswith("perturb:"))
+
+
+def test_the_model_card_states_the_fit_and_every_table(rows, tmp_path):
+    from toolprm_agents.training.probe import model_card
+
+    m = {"judgements": 10, "examples": 2, "step_auroc": 0.91, "step_acc": 0.8, "step_mean_right": 0.8, "step_mean_wrong": 0.2,
+         "decision_pick_acc": 0.9, "decisions": 4,
+         "step_by_kind": {"ARG": {"n": 10, "pos": 6, "neg": 4, "acc": 0.8, "auroc": 0.91, "mean_right": 0.8, "mean_wrong": 0.2}},
+         "step_by_origin": {"gold": {"n": 6, "pos": 6, "neg": 0, "acc": 1.0, "auroc": float("nan"), "mean_right": 0.8, "mean_wrong": float("nan")}},
+         "reliability": [{"bin": 1, "n": 10, "lo": 0.1, "hi": 0.9, "mean_score": 0.5, "share_right": 0.6}]}
+    report = {"train_units": 100, "train_examples": 7, "calib_units": 30, "fit_seconds": 1.5, "layers": [6, 12],
+              "fit": {"chosen": ["ARG", "all"], "pooled_calib_auroc": {"one probe": 0.9, "a probe per step kind": 0.92}},
+              "test": m, "bfcl-simple_python": m}
+    card = model_card(report, "python -m toolprm_agents.training.probe --stage fit")
+    assert "100 step units of 7 examples" in card and "step AUROC 0.910" in card and "pick accuracy 90.0 %" in card
+    assert "simple_python (BFCL: evaluation only" in card and "| gold | 6 | 6 | 0 | 1.000 | n/a |" in card
+    assert card.rstrip().endswith("```")

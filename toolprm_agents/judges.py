@@ -63,6 +63,8 @@ JUDGE_KINDS: dict[str, tuple[Granularity, str]] = {
 }
 _ALIASES = {"prm": "toolprm"}
 DEFAULT_CHECKPOINT = CHECKPOINTS / JUDGE_KINDS["toolprm"][1]
+#: the generative (LoRA) ToolPRM, for backends that cannot run a probe judge
+LORA_CHECKPOINT = CHECKPOINTS / "toolprm-smollm2"
 
 DEFAULT_QUESTIONS = {
     "step": "Is the last step of this answer ({kind}) correct? Answer + or -.",
@@ -263,6 +265,20 @@ class JudgeFormat:
 # where the weights are
 
 
+def require_generative(config: JudgeConfig, checkpoint) -> None:
+    """A :class:`~toolprm_agents.interfaces.ScorerError` for a probe judge where a generative one is needed.
+
+    A probe judge reads the base model's hidden states, which only the in-process
+    transformers backend exposes; a served model (vLLM, an OpenAI-compatible server) answers
+    with tokens, so it needs a judge that answers "+" or "-".
+    """
+    if config.probe:
+        raise ScorerError(
+            f"{checkpoint} is a probe judge (it reads the base model's hidden states): only the transformers "
+            f"backend can run it; with vLLM or a server use a generative judge checkpoint, e.g. {LORA_CHECKPOINT}"
+        )
+
+
 @dataclass
 class JudgeWeights:
     """Where a judge's weights are: ``model`` (a reference for ``resolve_model_path``: the
@@ -288,6 +304,7 @@ def locate_judge_weights(
     """
     ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind)
     config = config or JudgeConfig.load(ckpt)
+    require_generative(config, ckpt)
     if (ckpt / "config.json").is_file():
         return JudgeWeights(str(ckpt)), config
     base = config.base_model

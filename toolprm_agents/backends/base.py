@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..compute import Compute
 from ..errors import ToolPRMError
 from ..interfaces import Candidate, ScorerError, merge_candidates
-from ..judges import JudgeConfig, JudgeFormat, judge_kind, packaged_checkpoint
+from ..judges import JudgeConfig, JudgeFormat, judge_kind, packaged_checkpoint, require_generative
 from ..prefix_cache import PrefixLRU
 from ..steps import PartialAnswer, StepParseError, StepPlan
 
@@ -86,6 +86,7 @@ def judge_spec(checkpoint: str | os.PathLike | None, kind: str, tokenizer) -> Ju
     config = JudgeConfig.load(ckpt)
     if config.kind != kind:
         raise ScorerError(f"{ckpt} holds a {config.kind!r} judge, not a {kind!r} one")
+    require_generative(config, ckpt)
     return JudgeFormat(config, tokenizer)
 
 

@@ -353,6 +353,61 @@ def evaluate(model: ProbeWeights, feats: dict, rows: Sequence[dict]) -> dict:
     return out
 
 
+def _table(title: str, m: dict) -> list[str]:
+    lines = [f"**{title}**: {m['judgements']} step units of {m.get('examples', '?')} examples; step AUROC "
+             f"{m['step_auroc']:.3f}, step accuracy {100 * m['step_acc']:.1f} %, mean score of right steps "
+             f"{m['step_mean_right']:.3f} and of wrong steps {m['step_mean_wrong']:.3f}; pick accuracy "
+             f"{100 * m['decision_pick_acc']:.1f} % over {m['decisions']} decisions with a right and a wrong alternative.", "",
+             "| step kind / origin | units | + | - | acc | AUROC | mean score right | mean score wrong |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for part in ("step_by_kind", "step_by_origin"):
+        for k, v in m[part].items():
+            f = lambda x: "n/a" if x != x else f"{x:.3f}"  # noqa: E731 (NaN)
+            lines.append(f"| {k} | {v['n']} | {v['pos']} | {v['neg']} | {f(v['acc'])} | {f(v['auroc'])} | {f(v['mean_right'])} | {f(v['mean_wrong'])} |")
+    return lines + [""]
+
+
+def model_card(report: dict, command: str) -> str:
+    """The checkpoint's README from a fit report (what :func:`main` writes to ``report.json``)."""
+    fit_ = report["fit"]
+    lines = [
+        "# ToolPRM probe over `smollm2`: a step judge on the policy's own hidden states", "",
+        "A process reward model for `toolprm-agents` that needs no judge weights of its own: a logistic model per step kind "
+        "(" + ", ".join(k for k in fit_["chosen"] if k != "all") + ", and one over all steps for any other kind) reads SmolLM2-135M-Instruct's hidden "
+        f"states at layers {report['layers']} where a candidate step ends (the state at its last token and the mean over its tokens: "
+        f"{2 * len(report['layers'])} x 576 features), Platt-scaled on a held-out calibration split so that a score is a probability. "
+        "It reads the policy's prompt, so next to a transformers policy on the same base it reuses the policy's KV cache and "
+        "pays only for the candidates' tokens. Load it with `toolprm_agents.scorers.load_scorer('toolprm', checkpoint=<this folder>)`. "
+        "vLLM and OpenAI-compatible servers cannot run it (they return tokens, not hidden states): use the generative LoRA "
+        "judge `toolprm-smollm2` there.", "",
+        "## Data", "",
+        f"Step units of the `cpu-smollm2-large` recipe's dataset (`training/stats/cpu-smollm2-large/stats.md`): every licensed source in "
+        f"`training/data` decontaminated against every evaluation set, irrelevance and parallel augmentation, function masking, "
+        f"model-free hard negatives (perturbed gold steps). Trained on **{report['train_units']} step units of {report['train_examples']} "
+        f"examples** of the train split (a random subset: features were extracted under a time budget); calibrated and chosen on "
+        f"{report['calib_units']} units of the calib split. No policy rollouts or gold-prefix branches are in it (they need the "
+        f"policy for ~13-17 h on this CPU): the policy's own errors reach it only through the perturbations that imitate them.", "",
+        "## Fit", "",
+        f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s. "
+        "Candidates chosen by calibration-split AUROC (L2 strength; one probe against one per step kind): "
+        + "; ".join(f"{k} {v:.4f}" for k, v in fit_["pooled_calib_auroc"].items()) + ".", "",
+        "## Held-out metrics (the test split: queries never trained on)", "",
+    ]
+    lines += _table("test split", report["test"])
+    lines += ["Reliability on the test split (equal-count score deciles: a calibrated score matches the share of right steps):", "",
+              "| decile | units | score range | mean score | share right |", "|---:|---:|---|---:|---:|"]
+    for b in report["test"]["reliability"]:
+        lines.append(f"| {b['bin']} | {b['n']} | {b['lo']:.3f}-{b['hi']:.3f} | {b['mean_score']:.3f} | {b['share_right']:.3f} |")
+    lines.append("")
+    for k in sorted(report):
+        if k.startswith("bfcl-"):
+            lines += ["", f"## {k[5:]} (BFCL: evaluation only, never trained or fitted on)", "",
+                      "The benchmark's first items with their gold answers and model-free perturbations of them, labelled like the training data.", ""]
+            lines += _table(k, report[k])
+    lines += ["## Rebuild", "", "```bash", command, "```", ""]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -423,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "train_units": report["train_units"], "train_examples": report["train_examples"],
                     "fit": fit_report, "metrics": report.get("test", {}), "data": str(args.data)}
             save_probe_judge(model, train["layers"], args.out, metadata=meta)
+            command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth,dataset\n"
+                       "python -m toolprm_agents.training.probe --budget-minutes 60   # run again until the shards you want are there\n"
+                       f"python -m toolprm_agents.training.probe --stage fit --bfcl {args.bfcl or 'simple_python,multiple,irrelevance'} --out {args.out}")
+            Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
     return 0
 
