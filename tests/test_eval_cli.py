@@ -69,7 +69,7 @@ def test_default_scorer_record_reads_the_packaged_checkpoint():
 
     rec = scorer_record(p.parse_args(["--benchmark", "bfcl:simple", "--strategy", "beam"]))
     trained = JudgeConfig.load(DEFAULT_CHECKPOINT).trained  # whatever the packaged checkpoint says
-    assert rec == {"name": "toolprm", "checkpoint": "packaged:toolprm-smollm2", "trained": trained}
+    assert rec == {"name": "toolprm", "checkpoint": "packaged:toolprm-probe-smollm2", "trained": trained}
     assert scorer_record(p.parse_args(["--benchmark", "bfcl:simple", "--strategy", "greedy"])) is None
 
 

@@ -59,10 +59,13 @@ def run_guarded(body: str, *, env_extra: dict | None = None, timeout: int = 600)
 
 def test_packaged_checkpoints_and_kinds():
     for kind, unit in (("toolprm", "step"), ("orm", "answer"), ("cprm", "call")):
-        ckpt = packaged_checkpoint(kind)
+        ckpt = packaged_checkpoint(kind, generative=True)
         assert ckpt.name == f"{kind}-smollm2" and (ckpt / CONFIG_NAME).is_file()
-        assert JudgeConfig.load(ckpt).kind == kind
+        assert JudgeConfig.load(ckpt).kind == kind and not JudgeConfig.load(ckpt).probe
         assert granularity_of(kind) == unit == JudgeConfig(kind=kind).granularity
+    default = packaged_checkpoint("toolprm")  # where the backend can run it, the ToolPRM is the probe judge
+    assert default.name == "toolprm-probe-smollm2" and JudgeConfig.load(default).probe == "probe.pt"
+    assert packaged_checkpoint("orm") == packaged_checkpoint("orm", generative=True)
     assert judge_kind("PRM") == judge_kind("tool-prm") == "toolprm" and judge_kind("C-PRM") == "cprm"
     with pytest.raises(ScorerError, match="unknown judge kind 'bogus'"):
         packaged_checkpoint("bogus")

@@ -18,6 +18,8 @@ and the trainer must agree on, and nothing that needs torch:
 Example:
     >>> from toolprm_agents.judges import JudgeConfig, packaged_checkpoint
     >>> packaged_checkpoint("prm").name
+    'toolprm-probe-smollm2'
+    >>> packaged_checkpoint("prm", generative=True).name
     'toolprm-smollm2'
     >>> JudgeConfig(kind="orm").granularity
     'answer'
@@ -62,7 +64,7 @@ JUDGE_KINDS: dict[str, tuple[Granularity, str]] = {
     "cprm": ("call", "cprm-smollm2"),
 }
 _ALIASES = {"prm": "toolprm"}
-DEFAULT_CHECKPOINT = CHECKPOINTS / JUDGE_KINDS["toolprm"][1]
+DEFAULT_CHECKPOINT = CHECKPOINTS / "toolprm-probe-smollm2"  # the default ToolPRM (a probe judge; see packaged_checkpoint)
 #: the generative (LoRA) ToolPRM, for backends that cannot run a probe judge
 LORA_CHECKPOINT = CHECKPOINTS / "toolprm-smollm2"
 
@@ -83,9 +85,21 @@ def judge_kind(name: str | None) -> str:
     return k
 
 
-def packaged_checkpoint(kind: str | None) -> Path:
-    """The checkpoint folder packaged for judge ``kind``."""
-    return CHECKPOINTS / JUDGE_KINDS[judge_kind(kind)][1]
+#: judge kind -> its packaged probe judge (the default where the backend can run one)
+PROBE_JUDGES: dict[str, str] = {"toolprm": "toolprm-probe-smollm2"}
+
+
+def packaged_checkpoint(kind: str | None, *, generative: bool = False) -> Path:
+    """The checkpoint folder packaged for judge ``kind``.
+
+    For the ToolPRM that is the probe judge (:mod:`toolprm_agents.backends.probe_judge`,
+    better on every held-out figure); ``generative=True`` asks for the judge that answers
+    with a label token (the LoRA one), which served backends and :class:`GenerativeJudge` need.
+    """
+    k = judge_kind(kind)
+    if not generative and k in PROBE_JUDGES and (CHECKPOINTS / PROBE_JUDGES[k] / CONFIG_NAME).is_file():
+        return CHECKPOINTS / PROBE_JUDGES[k]
+    return CHECKPOINTS / JUDGE_KINDS[k][1]
 
 
 def granularity_of(kind: str | None) -> Granularity:
@@ -302,7 +316,7 @@ def locate_judge_weights(
     else :class:`~toolprm_agents.interfaces.ScorerError` names the missing file
     (``check_files=False``: the weights are served elsewhere and only their place is read).
     """
-    ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind)
+    ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind, generative=True)
     config = config or JudgeConfig.load(ckpt)
     require_generative(config, ckpt)
     if (ckpt / "config.json").is_file():

@@ -82,7 +82,7 @@ def build_candidates(
 def judge_spec(checkpoint: str | os.PathLike | None, kind: str, tokenizer) -> JudgeFormat:
     """The judge's prompt format, judgement suffix and label ids (its weights are served elsewhere)."""
     kind = judge_kind(kind)
-    ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind)
+    ckpt = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(kind, generative=True)
     config = JudgeConfig.load(ckpt)
     if config.kind != kind:
         raise ScorerError(f"{ckpt} holds a {config.kind!r} judge, not a {kind!r} one")

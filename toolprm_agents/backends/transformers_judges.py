@@ -106,7 +106,7 @@ class GenerativeJudge(Scorer):
     kind: str = "toolprm"
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(self.kind)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(self.kind, generative=True)
         self.config = config or JudgeConfig.load(self.checkpoint)
         if self.config.kind != self.kind:
             raise ScorerError(f"{self.checkpoint} holds a {self.config.kind!r} judge, not a {self.kind!r} one")
