@@ -187,7 +187,7 @@ def test_broken_judges_make_no_network_attempt(tmp_path, tiny_model_dir):
 def test_no_network_proven_for_every_packaged_checkpoint(tmp_path, smollm2_dir):
     """Every packaged judge loads (and scores) with networking disabled; a broken one fails at once."""
     ckpt = _broken_adapter(tmp_path, "smollm2")
-    (ckpt / "adapter_config.json").write_text((packaged_checkpoint("toolprm") / "adapter_config.json").read_text())
+    (ckpt / "adapter_config.json").write_text((packaged_checkpoint("toolprm", generative=True) / "adapter_config.json").read_text())
     out = run_guarded(
         f"""
         from pathlib import Path
@@ -212,8 +212,9 @@ def test_no_network_proven_for_every_packaged_checkpoint(tmp_path, smollm2_dir):
         """,
     )
     assert out["attempts"] == [], out["attempts"]
-    assert set(out["result"]) == {"toolprm-smollm2", "orm-smollm2", "cprm-smollm2", "broken"}
-    assert all(0.0 <= out["result"][k] <= 1.0 for k in ("toolprm-smollm2", "orm-smollm2", "cprm-smollm2"))
+    packaged = ("toolprm-smollm2", "toolprm-probe-smollm2", "orm-smollm2", "cprm-smollm2")
+    assert set(out["result"]) == {*packaged, "broken"}
+    assert all(0.0 <= out["result"][k] <= 1.0 for k in packaged)
     assert "adapter weights" in out["result"]["broken"]
 
 
