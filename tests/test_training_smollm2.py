@@ -47,7 +47,9 @@ def test_default_checkpoint_is_a_small_adapter(kind):
 def test_core_scorer_reads_judgements_as_the_trainer_did(kind):
     """Scored along each answer the way a beam search does (each context cached from the
     previous one), the core's scores equal the packed scores the trainer and rm_eval read."""
-    scorer = load_scorer(kind)
+    from toolprm_agents.judges import packaged_checkpoint
+
+    scorer = load_scorer(kind, checkpoint=packaged_checkpoint(kind, generative=True))  # the generative judges the trainer makes
     rows = _rows()
     with judge_weights(scorer):
         packed, _ = score_judgements(scorer.model, scorer.tokenizer, scorer.config, rows, kind)
