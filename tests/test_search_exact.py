@@ -312,3 +312,43 @@ def test_a_transformers_session_replies_in_text(tiny):
     assert isinstance(text, str) and "<|im_end|>" not in text
     assert 0 < compute.tokens_generated - before <= 5
     assert sess.shared_context().cache is sess.store
+
+
+class Prefers(Scorer):
+    """Judges by the answer's first call: get_weather right, "no call" so-so, anything else wrong."""
+
+    granularity = "step"
+
+    def session(self, messages, plan, compute, *, policy_session=None):
+        class S(ScorerSession):
+            def score(self, pairs):
+                compute.scorer_calls += len(pairs)
+                out = []
+                for _, child in pairs:
+                    names = [s.function for s in child.steps if s.kind is StepKind.FUNC_NAME]
+                    out.append(0.6 if not names and child.done else 0.99 if names[:1] == ["get_weather"] else 0.01)
+                return out
+
+        return S()
+
+
+@pytest.mark.parametrize("rank", ["combined", "prm"])
+def test_a_spent_budget_completes_a_live_beam_that_ranks_above_an_early_no_call(tiny, monkeypatch, rank):
+    """Round 1 keeps get_weather (judged 0.99) and the finished "no call" (0.6); the budget is
+    spent before round 2: the live beam is completed greedily and wins, not the early "no call"."""
+    from toolprm_agents.search import SearchRun
+
+    rounds = {"n": 0}
+
+    def exhausted(self, grace: float = 0.0) -> bool:
+        if grace:
+            return False  # the greedy completion's grace is left
+        rounds["n"] += 1
+        return rounds["n"] > 1
+
+    monkeypatch.setattr(SearchRun, "exhausted", exhausted)
+    policy = TransformersPolicy(tiny, max_step_tokens=24)
+    cfg = SearchConfig(beams=2, expand=4, gate=1.0, rank=rank, policy_weight=0.0, vote_weight=0.0, judge_weight=1.0)
+    r = ToolPRMSearch(policy, Prefers(), cfg).search("Weather in Paris?", [WEATHER, TIME])
+    assert r.budget_exhausted
+    assert [c.name for c in r.calls][:1] == ["get_weather"], r.calls

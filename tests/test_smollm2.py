@@ -51,10 +51,11 @@ def test_greedy_calls_are_valid_and_the_first_is_right(policy, items):
 
 def test_beam_with_the_default_toolprm_shares_the_base_model(policy, items):
     prm = load_scorer("toolprm", policy=policy)
-    assert prm.model is policy.model, "the untrained default judge is the policy's own base: one copy in memory"
+    assert prm.model is policy.model, "the default judge (a probe) reads the policy's own base: one copy in memory"
     # gate 1: branch at every decision, so the judge is asked every round (the default gate of
-    # 0.5 commits this item's confident decisions without it)
-    search = ToolPRMSearch(policy, prm, SearchConfig(strategy="beam", beams=2, expand=4, gate=1.0))
+    # 0.5 commits this item's confident decisions without it); no time budget, so a loaded
+    # machine cannot cut the search short
+    search = ToolPRMSearch(policy, prm, SearchConfig(strategy="beam", beams=2, expand=4, gate=1.0, budget_seconds=0))
     result = search.search(items[0]["question"][0], items[0]["function"])
     check_valid(result, items[0]["function"])
     assert result.step_scores and all(0 < s < 1 for s in result.step_scores)

@@ -557,9 +557,13 @@ def combined_beam(run: SearchRun) -> Found:
         beams = [b for b in survivors if not b.answer.done]
         if not beams:
             break
-    if exhausted and not finished and beams:
-        done = run.complete_greedily(max(beams, key=lambda b: b.mean), grace=0.25)
-        finished = [done] if done is not None else []
+    if exhausted and beams:
+        # a live beam that ranks above every finished answer (often only an early "no call")
+        # is completed greedily and joins the vote, rather than being dropped for the budget
+        best = max(beams, key=lambda b: b.mean)
+        if not finished or best.mean > max(b.mean for b in finished):
+            done = run.complete_greedily(best, grace=0.25)
+            finished += [done] if done is not None else []
         if not finished:
             return Found(_no_call(plan), trace, [], budget_exhausted=True)
     extra = None
@@ -611,9 +615,13 @@ def prm_beam(run: SearchRun) -> Found:
         beams = [b for b in survivors if not b.answer.done]
         if not beams:
             break
-    if exhausted and not finished and beams:
-        done = run.complete_greedily(max(beams, key=lambda b: b.value(cfg.aggregation)), grace=0.25)
-        return Found(done or _no_call(plan), trace, [], budget_exhausted=True)
+    if exhausted and beams:
+        best = max(beams, key=lambda b: b.value(cfg.aggregation))
+        if not finished or best.value(cfg.aggregation) > max(b.value(cfg.aggregation) for b in finished):
+            done = run.complete_greedily(best, grace=0.25)
+            finished += [done] if done is not None else []
+        if not finished:
+            return Found(_no_call(plan), trace, [], budget_exhausted=True)
     if not finished:
         return Found(None, trace, budget_exhausted=exhausted)
     ranked = sorted(finished, key=lambda b: -b.value(cfg.aggregation))
