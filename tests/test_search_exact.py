@@ -352,3 +352,16 @@ def test_a_spent_budget_completes_a_live_beam_that_ranks_above_an_early_no_call(
     r = ToolPRMSearch(policy, Prefers(), cfg).search("Weather in Paris?", [WEATHER, TIME])
     assert r.budget_exhausted
     assert [c.name for c in r.calls][:1] == ["get_weather"], r.calls
+
+
+def test_judge_answer_scores_every_decided_step_even_where_the_gate_committed(tiny):
+    policy = TransformersPolicy(tiny, max_step_tokens=24)
+    search = ToolPRMSearch(policy, Prefers(), SearchConfig(beams=2, expand=4, gate=0.0))  # gate 0: never branch
+    r = search.search("Weather in Paris?", [WEATHER, TIME], keep_session=True)
+    assert r.compute.scorer_calls == 0
+    verdicts = search.judge_answer("Weather in Paris?", [WEATHER, TIME], r)
+    assert len(verdicts) == len(r.argument_scores()) > 0
+    first = [c.name for c in r.calls][:1]
+    expected = 0.99 if first == ["get_weather"] else 0.6 if not first else 0.01
+    assert verdicts[0] == expected
+    assert ToolPRMSearch(policy, None, SearchConfig(strategy="greedy")).judge_answer("Weather in Paris?", [WEATHER, TIME], r) == []

@@ -3,7 +3,8 @@
 Runs the ToolPRM search (SmolLM2-135M-Instruct as the policy, the default ToolPRM as the
 judge, the default combined beam search) on a handful of BFCL and API-Bank tasks, printing
 each task, the chosen calls, the confidence of every decided step (the judge's score where
-the search asked it, else the policy's probability), the verdict of the benchmark's checker
+the search asked it, else the policy's probability) and the step judge's score of every step
+of the chosen answer, the verdict of the benchmark's checker
 (the official BFCL AST checker; exact match for API-Bank) and the accuracy.
 """
 
@@ -37,6 +38,8 @@ def _demo(args: argparse.Namespace) -> int:
         scorer = search.scorer
         trained = getattr(getattr(scorer, "config", None), "trained", None)
         print(f"judge: {scorer.name}{'' if trained is None else (' (trained)' if trained else ' (untrained base: zero-shot judge)')}")
+    # the step judge's verdict on every step of the chosen answer (also where the gate did not ask it)
+    judged = args.strategy.replace("-", "_") in NEEDS_SCORER and getattr(search.scorer, "granularity", None) == "step"
     totals: dict[str, list[bool]] = {}
     for spec in args.tasks.split(","):
         name, _, count = spec.partition("=")
@@ -48,13 +51,18 @@ def _demo(args: argparse.Namespace) -> int:
                 score = bench.score(item, [], True)
                 print("  no tools offered: no call")
             else:
-                result = search.search(item.messages, item.tools)
+                result = search.search(item.messages, item.tools, keep_session=judged)
                 score = bench.score(item, result.tool_calls(), result.complete)
                 print(f"  calls: {json.dumps(result.tool_calls(), ensure_ascii=False)}")
-                for row in result.argument_scores():
+                rows = result.argument_scores()
+                verdicts = search.judge_answer(item.messages, item.tools, result) if judged else []
+                verdicts = verdicts if len(verdicts) == len(rows) else [None] * len(rows)
+                result.session = None  # its KV caches are no longer needed
+                for row, v in zip(rows, verdicts):
                     what = f"{row['arg']}={json.dumps(row['value'], ensure_ascii=False)}" if "arg" in row else (row["function"] or "")
                     score_txt = "  -  " if row["score"] is None else f"{row['score']:.3f}"
-                    print(f"    {score_txt}  {row['kind']:<12} {what[:100]}")
+                    judge_txt = "" if v is None else f"  judge {v:.3f}"
+                    print(f"    {score_txt}{judge_txt}  {row['kind']:<12} {what[:100]}")
                 c = result.compute
                 print(f"  {c.seconds:.1f}s, {c.tokens_generated} tokens generated, {c.scorer_calls} judgements, "
                       f"branched at {c.decisions_branched}/{c.decisions} decisions{' (budget ran out)' if result.budget_exhausted else ''}")

@@ -745,6 +745,21 @@ class ToolPRMSearch:
             out.append(float(v) if v is not None else float(stored.get(k, 1.0)))
         return tuple(out)  # type: ignore[return-value]
 
+    def judge_answer(self, messages: Any, tools: Sequence[Any], result: SearchResult) -> list[float | None]:
+        """The step judge's score of every decided step of ``result``'s answer, in order (``[]``
+        without an answer or a step-level scorer): also the steps the uncertainty gate committed
+        without asking the judge. With ``search(..., keep_session=True)`` the policy's KV cache is reused.
+        """
+        if result.answer is None or self._scorer_spec is None or self.scorer.granularity != "step":
+            return []
+        config = self.config
+        plan = StepPlan(to_tool_specs(tools), config.limits)
+        pairs = judge_pairs(result.answer, "step")
+        if not pairs:
+            return []
+        session = self.scorer.session(normalize_messages(messages), plan, Compute(), policy_session=result.session)
+        return list(session.score(pairs))
+
     def search(self, messages: Any, tools: Sequence[Any], *, config: SearchConfig | None = None, on_event: EventHandler | None = None,
                keep_session: bool = False) -> SearchResult:
         """Find the best tool calls for the conversation ``messages`` over ``tools``.
