@@ -117,6 +117,22 @@ class ContextStore:
         cache, logits = self._forward(rest, copy.deepcopy(base.cache))
         return Context(cache, logits, base.length + len(rest))
 
+    def batch_inputs(self, context_text: str, rows: list[list[int]]) -> dict:
+        """Model inputs for token ``rows`` that each continue the context of ``context_text``:
+        right-padded ids, the attention mask over context + row, positions, and the context's
+        cache forked once per row (``model(**inputs, use_cache=True)``)."""
+        ctx = self.get(context_text)
+        n, width = len(rows), max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, ctx.length + width), dtype=torch.long)
+        mask[:, : ctx.length] = 1
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, ctx.length : ctx.length + len(r)] = 1
+        positions = torch.arange(ctx.length, ctx.length + width).unsqueeze(0).expand(n, -1)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "past_key_values": self.fork(ctx, n)}
+
     def fork(self, ctx: Context, n: int):
         """A copy of ``ctx``'s cache with every row repeated ``n`` times."""
         cache = copy.deepcopy(ctx.cache)

@@ -36,20 +36,8 @@ def step_features(model, store, ctx_text: str, rows: Sequence[Sequence[Sequence[
     row, a ``[segments, 2 * len(layers) * hidden]`` tensor: for each layer the hidden state
     at the segment's last token, then for each layer the mean over the segment's tokens.
     """
-    ctx = store.get(ctx_text)
     flat = [[t for seg in r for t in seg] for r in rows]
-    n, width = len(flat), max(len(r) for r in flat)
-    pad = store.tokenizer.pad_token_id if store.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, ctx.length + width), dtype=torch.long)
-    mask[:, : ctx.length] = 1
-    for i, r in enumerate(flat):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, ctx.length : ctx.length + len(r)] = 1
-    positions = torch.arange(ctx.length, ctx.length + width).unsqueeze(0).expand(n, -1)
-    cache = store.fork(ctx, n)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, output_hidden_states=True, logits_to_keep=1)
+    out = model(**store.batch_inputs(ctx_text, flat), use_cache=True, output_hidden_states=True, logits_to_keep=1)
     if compute is not None:
         compute.scorer_tokens += sum(len(r) for r in flat)
         compute.scorer_forward_passes += 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from ..interfaces import Scorer, ScorerError, ScorerSession
 from ..judges import JudgeConfig, packaged_checkpoint
 from ..models import model_lock
 from ..probe_features import step_features
+from .transformers_judges import by_context
 from ..prompt import PromptFormat
 
 
@@ -98,11 +98,7 @@ class ProbeSession(ScorerSession):
         self.judge, self.store, self.compute = judge, store, compute
 
     def score(self, pairs):
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, (ctx, cand) in enumerate(pairs):
-            if not cand.text.startswith(ctx.text):
-                raise ValueError("a candidate must extend its context answer")
-            groups[ctx.text].append(i)
+        groups = by_context(pairs)
         scores = [0.0] * len(pairs)
         with self.judge.lock:
             for ctx_text, idx in groups.items():

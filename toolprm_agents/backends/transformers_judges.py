@@ -65,18 +65,8 @@ def forward_rows(store: ContextStore, context_text: str, rows: list[list[int]], 
     ``[rows, max_len, vocab]`` if ``all_positions`` else ``[rows, vocab]`` at each row's
     last token.
     """
-    ctx = store.get(context_text)
-    n, width = len(rows), max(len(r) for r in rows)
-    pad = store.tokenizer.pad_token_id if store.tokenizer.pad_token_id is not None else 0
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, ctx.length + width), dtype=torch.long)
-    mask[:, : ctx.length] = 1
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, ctx.length : ctx.length + len(r)] = 1
-    positions = torch.arange(ctx.length, ctx.length + width).unsqueeze(0).expand(n, -1)
-    cache = store.fork(ctx, n)
-    out = store.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    out = store.model(**store.batch_inputs(context_text, rows), use_cache=True)
+    n = len(rows)
     lengths = [len(r) for r in rows]
     compute.scorer_tokens += sum(lengths)
     compute.scorer_forward_passes += 1
@@ -192,16 +182,23 @@ class GenerativeJudge(Scorer):
         return JudgeSession(self, store, compute)
 
 
+def by_context(pairs) -> dict[str, list[int]]:
+    """Indices of ``(context, candidate)`` pairs grouped by the context's text (one batched
+    forward pass per group); a candidate that does not extend its context is a ValueError."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (ctx, cand) in enumerate(pairs):
+        if not cand.text.startswith(ctx.text):
+            raise ValueError("a candidate must extend its context answer")
+        groups[ctx.text].append(i)
+    return groups
+
+
 class JudgeSession(ScorerSession):
     def __init__(self, judge: GenerativeJudge, store: ContextStore, compute: Compute):
         self.judge, self.store, self.compute = judge, store, compute
 
     def score(self, pairs):
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, (ctx, cand) in enumerate(pairs):
-            if not cand.text.startswith(ctx.text):
-                raise ValueError("a candidate must extend its context answer")
-            groups[ctx.text].append(i)
+        groups = by_context(pairs)
         scores = [0.0] * len(pairs)
         plus, minus = self.judge.label_ids
         with self.judge.active():
