@@ -121,11 +121,9 @@ def test_extract_then_fit_then_load_scores_the_same_in_the_search(tiny_model_dir
         assert call.name in {"get_weather", "get_time"}
 
 
-def test_a_probe_config_names_a_file_in_its_folder_and_only_for_a_step_judge(tmp_path):
+def test_a_probe_config_names_a_file_in_its_folder(tmp_path):
     with pytest.raises(ScorerError, match="'probe'"):
         JudgeConfig(probe="../elsewhere.pt")
-    with pytest.raises(ScorerError, match="only a step judge"):
-        JudgeConfig(kind="orm", probe="probe.pt")
     JudgeConfig(probe="probe.pt", trained=True).save(tmp_path)
     with pytest.raises(ScorerError, match="missing"):
         load_scorer("toolprm", checkpoint=tmp_path)
@@ -172,3 +170,41 @@ def test_the_model_card_states_the_fit_and_every_table(rows, tmp_path):
     assert "100 step units of 7 examples" in card and "step AUROC 0.910" in card and "pick accuracy 90.0 %" in card
     assert "simple_python (BFCL: evaluation only" in card and "| gold | 6 | 6 | 0 | 1.000 | n/a |" in card
     assert card.rstrip().endswith("```")
+
+
+@pytest.mark.parametrize("kind, granularity", [("orm", "answer"), ("cprm", "call")])
+def test_an_orm_and_a_cprm_probe_judge_their_own_units_and_score_in_the_search_as_extracted(
+        kind, granularity, tiny_model_dir, tiny, rows, tmp_path):
+    """The same pipeline for the outcome RM (whole answers) and the coarse PRM (calls): the
+    extracted units are that judge's, the loaded judge has its granularity, and its score of a
+    unit in the search equals the probe on that unit's extracted features."""
+    feats = tmp_path / "features"
+    assert extract(rows, feats, split="train", model_ref=str(tiny_model_dir), layers=LAYERS, shard_size=10, kind=kind) == 1
+    train = load_features(feats, "train")
+    groups = judge_units(rows, kind)
+    units = {(g.id, j.text): ok for g in groups for _, j, ok in g.units}
+    assert len(train["labels"]) == len(units) and set(train["keys"]) == set(units)
+    assert [units[k] for k in train["keys"]] == [bool(y) for y in train["labels"]]
+    step_units = sum(len(g.units) for g in judge_units(rows, "toolprm"))
+    assert len(units) < step_units, "fewer, coarser units than the step judge's"
+    if kind == "orm":
+        assert all(ctx.text == "[" and j.done for g in groups for ctx, j, _ in g.units), "one unit per complete answer"
+    model, _ = fit(train, train, l2_grid=(1e-2,), by_kind=False)
+    assert sorted(model.probes) == ["all"]
+    ckpt = save_probe_judge(model, LAYERS, tmp_path / f"{kind}-probe", base_model=str(tiny_model_dir), kind=kind)
+    judge = load_scorer(kind, checkpoint=ckpt)
+    assert type(judge).__name__ == "ProbeJudge" and judge.granularity == granularity and judge.name == kind
+    with pytest.raises(ScorerError, match=f"probe {kind} judge, not a 'toolprm' one"):
+        load_scorer("toolprm", checkpoint=ckpt)
+    g = groups[0]
+    ctx, judged, _ = g.units[-1]
+    plan = StepPlan(to_tool_specs(g.tools))
+    score = judge.session(g.messages, plan, Compute()).score([(ctx, judged)])[0]
+    i = train["keys"].index((g.id, judged.text))
+    assert score == pytest.approx(model(train["features"][i : i + 1].float(), ["all"]).item(), abs=2e-3)
+    strategy = "best-of-n" if kind == "orm" else "beam"
+    result = ToolPRMSearch(policy=TransformersPolicy(str(tiny_model_dir)), scorer=judge).search(
+        g.messages, g.tools, config=SearchConfig(strategy=strategy, beams=2, gate=1.0, budget_seconds=60))
+    assert result.compute.scorer_calls > 0
+    for call in result.calls:
+        assert call.name in {"get_weather", "get_time"}

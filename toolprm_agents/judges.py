@@ -85,15 +85,15 @@ def judge_kind(name: str | None) -> str:
     return k
 
 
-#: judge kind -> its packaged probe judge (the default where the backend can run one)
-PROBE_JUDGES: dict[str, str] = {"toolprm": "toolprm-probe-smollm2"}
+#: judge kind -> its packaged probe judge (the default where the backend can run one and it is installed)
+PROBE_JUDGES: dict[str, str] = {"toolprm": "toolprm-probe-smollm2", "orm": "orm-probe-smollm2", "cprm": "cprm-probe-smollm2"}
 
 
 def packaged_checkpoint(kind: str | None, *, generative: bool = False) -> Path:
     """The checkpoint folder packaged for judge ``kind``.
 
-    For the ToolPRM that is the probe judge (:mod:`toolprm_agents.backends.probe_judge`,
-    better on every held-out figure); ``generative=True`` asks for the judge that answers
+    Where a probe judge of that kind is packaged (:mod:`toolprm_agents.backends.probe_judge`,
+    better on every held-out figure) it is that one; ``generative=True`` asks for the judge that answers
     with a label token (the LoRA one), which served backends and :class:`GenerativeJudge` need.
     """
     k = judge_kind(kind)
@@ -176,8 +176,6 @@ class JudgeConfig:
             _check_template("system", self.system, tools="[]")
         if self.probe is not None and (not isinstance(self.probe, str) or not self.probe or os.sep in self.probe or self.probe.startswith(".")):
             raise ScorerError(f"judge config field 'probe': expected a file name in the checkpoint folder, got {self.probe!r}")
-        if self.probe is not None and self.kind != "toolprm":
-            raise ScorerError(f"judge config field 'probe': only a step judge (toolprm) can be a probe, not {self.kind!r}")
         if not isinstance(self.metadata, dict):
             raise ScorerError(f"judge config field 'metadata': expected an object, got {type(self.metadata).__name__}")
         if self.search_weights is not None:

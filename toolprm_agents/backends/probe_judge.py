@@ -1,8 +1,9 @@
-"""The probe judge: a ToolPRM that reads the policy's own hidden states.
+"""The probe judge: a ToolPRM (or ORM, C-PRM) that reads the policy's own hidden states.
 
 A checkpoint whose ``toolprm_config.json`` names a ``probe`` file holds no language-model
 weights of its own: it is a logistic model (trained by :mod:`toolprm_agents.training.probe`)
-over the frozen base model's hidden states where each candidate step ends
+over the frozen base model's hidden states where each judged unit ends -- a step for the
+ToolPRM, a call for the C-PRM, the whole answer for the ORM
 (:func:`~toolprm_agents.probe_features.step_features`). It reads the policy's prompt, so
 with a transformers policy on the same base it reuses the policy's KV cache and pays only
 for the candidates' own tokens; the score is already calibrated (Platt on a held-out split).
@@ -32,9 +33,7 @@ from ..prompt import PromptFormat
 
 
 class ProbeJudge(Scorer):
-    """A step judge: a probe over the base model's hidden states (see the module docstring)."""
-
-    kind = "toolprm"
+    """A judge of its config's kind: a probe over the base model's hidden states (see the module docstring)."""
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
         from ..training.probe import load_probe
@@ -50,8 +49,8 @@ class ProbeJudge(Scorer):
             self.probe, self.layers = load_probe(path)
         except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
             raise ScorerError(f"{path}: not a probe judge's weights: {exc}") from None
-        self.granularity = "step"
-        self.name = "toolprm"
+        self.kind = self.name = self.config.kind
+        self.granularity = self.config.granularity
         if model is None:
             from ..models import load_causal_lm
 

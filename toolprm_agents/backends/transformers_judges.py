@@ -294,8 +294,8 @@ def load_scorer(name: str, *, checkpoint=None, policy=None) -> Scorer:
     if config.probe:
         from .probe_judge import ProbeJudge
 
-        if kind != "toolprm":
-            raise ScorerError(f"{ckpt} holds a probe step judge, not a {kind!r} one")
+        if config.kind != kind:
+            raise ScorerError(f"{ckpt} holds a probe {config.kind} judge, not a {kind!r} one")
         return ProbeJudge(ckpt, config=config)
     cls = {"toolprm": ToolPRM, "orm": OutcomeRM, "cprm": CoarsePRM}[kind]
     return cls(ckpt, config=config)

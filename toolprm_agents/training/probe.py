@@ -1,11 +1,12 @@
-"""Train a probe judge: a logistic model over the frozen policy's hidden states at each step.
+"""Train a probe judge: a logistic model over the frozen policy's hidden states at each step
+(ToolPRM), at the end of each call (C-PRM) or at the end of the answer (ORM).
 
 A LoRA judge on this machine's CPU trains at about 30 optimizer steps an hour (the
 ``cpu-smollm2-large`` recipe needs ~21 h per judge for one epoch). A probe needs forward
 passes only, and one per answer reads every step of it: features for tens of thousands of
 step units take minutes to an hour, and the fit takes seconds. Three stages, each resumable:
 
-1. :func:`extract` -- per dataset split, the features of every ToolPRM step unit
+1. :func:`extract` -- per dataset split, the features of every unit of a judge ``kind``
    (:func:`~toolprm_agents.probe_features.step_features`) in shards of examples
    (``features/SPLIT-NNNNN.pt``), under a time budget; run again to continue.
 2. :func:`fit` -- standardised features, an L2-regularised logistic model (the strength
@@ -71,8 +72,9 @@ def unit_rows(units) -> tuple[list[list[str]], list[list[str]]]:
 def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, model_ref: str = "smollm2",
             layers: Sequence[int] = DEFAULT_LAYERS, shard_size: int = 50, max_groups: int | None = None,
             budget_seconds: float | None = None, batch_rows: int = 16, max_prompt_tokens: int = 1536, seed: int = 0,
-            reverse: bool = False) -> int:
-    """Write the features of ``split``'s step units in shards; returns the shards written now.
+            reverse: bool = False, kind: str = "toolprm") -> int:
+    """Write the features of ``split``'s units of judge ``kind`` (toolprm: steps, cprm: calls,
+    orm: answers) in shards; returns the shards written now.
 
     ``reverse``: take the shards last first -- a second process started that way shares the
     work with one going forward (each skips the shards already written) and they meet."""
@@ -85,11 +87,11 @@ def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, mod
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    groups = judge_units(rows, "toolprm")
+    groups = judge_units(rows, kind)
     random.Random(f"probe-{seed}-{split}").shuffle(groups)
     if max_groups is not None:
         groups = groups[:max_groups]
-    info = unit_table(rows, "toolprm")
+    info = unit_table(rows, kind)
     model, tok = load_causal_lm(model_ref)
     fmt = PromptFormat()
     t0, written = time.monotonic(), 0
@@ -305,7 +307,7 @@ def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-
 
 
 def save_probe_judge(model: ProbeSet, layers: Sequence[int], directory: str | os.PathLike, *, metadata: dict | None = None,
-                     base_model: str = "smollm2") -> Path:
+                     base_model: str = "smollm2", kind: str = "toolprm") -> Path:
     """A judge checkpoint folder: ``toolprm_config.json`` (``probe: probe.pt``) and the weights."""
     from ..judges import JudgeConfig
 
@@ -314,7 +316,7 @@ def save_probe_judge(model: ProbeSet, layers: Sequence[int], directory: str | os
     state = {"specs": {k: list(v) for k, v in model.specs.items()}, "layers": list(layers),
              "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     torch.save(state, d / "probe.pt")
-    JudgeConfig(kind="toolprm", base_model=base_model, adapter=False, trained=True, probe="probe.pt",
+    JudgeConfig(kind=kind, base_model=base_model, adapter=False, trained=True, probe="probe.pt",
                 metadata=dict(metadata or {})).save(d)
     return d
 
@@ -340,7 +342,7 @@ def score_units(model: ProbeSet, feats: dict) -> dict:
 # command line
 
 
-def evaluate(model: ProbeWeights, feats: dict, rows: Sequence[dict]) -> dict:
+def evaluate(model: ProbeWeights, feats: dict, rows: Sequence[dict], kind: str = "toolprm") -> dict:
     """:func:`~.rm_eval.step_breakdown` of the probe on held-out ``feats`` (plus overall figures)."""
     from .rm_eval import auroc, step_breakdown
 
@@ -349,16 +351,20 @@ def evaluate(model: ProbeWeights, feats: dict, rows: Sequence[dict]) -> dict:
     out = {"judgements": len(vals),
            "step_acc": sum((p > 0.5) == bool(y) for p, y in vals) / len(vals),
            "step_auroc": auroc([p for p, _ in vals], [y for _, y in vals])}
-    out.update(step_breakdown(steps, rows))
+    out.update(step_breakdown(steps, rows, kind=kind))
     return out
 
 
-def _table(title: str, m: dict) -> list[str]:
-    lines = [f"**{title}**: {m['judgements']} step units of {m.get('examples', '?')} examples; step AUROC "
-             f"{m['step_auroc']:.3f}, step accuracy {100 * m['step_acc']:.1f} %, mean score of right steps "
-             f"{m['step_mean_right']:.3f} and of wrong steps {m['step_mean_wrong']:.3f}; pick accuracy "
+#: judge kind -> (its name, the unit it judges)
+KIND_NAMES = {"toolprm": ("ToolPRM", "step"), "cprm": ("C-PRM", "call"), "orm": ("ORM", "answer")}
+
+
+def _table(title: str, m: dict, unit: str = "step") -> list[str]:
+    lines = [f"**{title}**: {m['judgements']} {unit} units of {m.get('examples', '?')} examples; {unit} AUROC "
+             f"{m['step_auroc']:.3f}, {unit} accuracy {100 * m['step_acc']:.1f} %, mean score of right {unit}s "
+             f"{m['step_mean_right']:.3f} and of wrong {unit}s {m['step_mean_wrong']:.3f}; pick accuracy "
              f"{100 * m['decision_pick_acc']:.1f} % over {m['decisions']} decisions with a right and a wrong alternative.", "",
-             "| step kind / origin | units | + | - | acc | AUROC | mean score right | mean score wrong |",
+             f"| {'step kind' if unit == 'step' else 'first step kind'} / origin | units | + | - | acc | AUROC | mean score right | mean score wrong |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for part in ("step_by_kind", "step_by_origin"):
         for k, v in m[part].items():
@@ -370,31 +376,37 @@ def _table(title: str, m: dict) -> list[str]:
 def model_card(report: dict, command: str) -> str:
     """The checkpoint's README from a fit report (what :func:`main` writes to ``report.json``)."""
     fit_ = report["fit"]
+    kind = report.get("kind", "toolprm")
+    name, unit = KIND_NAMES[kind]
+    per_kind = [k for k in fit_["chosen"] if k != "all"]
+    what = ("a logistic model per step kind (" + ", ".join(per_kind) + ", and one over all steps for any other kind)"
+            if per_kind else "a logistic model")
+    role = {"toolprm": "A process reward model", "cprm": "A coarse (call-level) process reward model",
+            "orm": "An outcome reward model"}[kind]
     lines = [
-        "# ToolPRM probe over `smollm2`: a step judge on the policy's own hidden states", "",
-        "A process reward model for `toolprm-agents` that needs no judge weights of its own: a logistic model per step kind "
-        "(" + ", ".join(k for k in fit_["chosen"] if k != "all") + ", and one over all steps for any other kind) reads SmolLM2-135M-Instruct's hidden "
-        f"states at layers {report['layers']} where a candidate step ends (the state at its last token and the mean over its tokens: "
+        f"# {name} probe over `smollm2`: {'an' if unit[0] in 'aeiou' else 'a'} {unit} judge on the policy's own hidden states", "",
+        f"{role} for `toolprm-agents` that needs no judge weights of its own: {what} reads SmolLM2-135M-Instruct's hidden "
+        f"states at layers {report['layers']} where a candidate {unit} ends (the state at its last token and the mean over its tokens: "
         f"{2 * len(report['layers'])} x 576 features), Platt-scaled on a held-out calibration split so that a score is a probability. "
         "It reads the policy's prompt, so next to a transformers policy on the same base it reuses the policy's KV cache and "
-        "pays only for the candidates' tokens. Load it with `toolprm_agents.scorers.load_scorer('toolprm', checkpoint=<this folder>)`. "
+        f"pays only for the candidates' tokens. Load it with `toolprm_agents.scorers.load_scorer('{kind}', checkpoint=<this folder>)`. "
         "vLLM and OpenAI-compatible servers cannot run it (they return tokens, not hidden states): use the generative LoRA "
-        "judge `toolprm-smollm2` there.", "",
+        f"judge `{kind}-smollm2` there.", "",
         "## Data", "",
-        f"Step units of the `cpu-smollm2-large` recipe's dataset (`training/stats/cpu-smollm2-large/stats.md`): every licensed source in "
+        f"{unit.capitalize()} units of the `cpu-smollm2-large` recipe's dataset (`training/stats/cpu-smollm2-large/stats.md`): every licensed source in "
         f"`training/data` decontaminated against every evaluation set, irrelevance and parallel augmentation, function masking, "
-        f"model-free hard negatives (perturbed gold steps). Trained on **{report['train_units']} step units of {report['train_examples']} "
+        f"model-free hard negatives (perturbed gold steps). Trained on **{report['train_units']} {unit} units of {report['train_examples']} "
         f"examples** of the train split (a random subset: features were extracted under a time budget); calibrated and chosen on "
         f"{report['calib_units']} units of the calib split. No policy rollouts or gold-prefix branches are in it (they need the "
         f"policy for ~13-17 h on this CPU): the policy's own errors reach it only through the perturbations that imitate them.", "",
         "## Fit", "",
         f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s. "
-        "Candidates chosen by calibration-split AUROC (L2 strength; one probe against one per step kind): "
+        "Candidates chosen by calibration-split AUROC (L2 strength" + ("; one probe against one per step kind" if kind == "toolprm" else "") + "): "
         + "; ".join(f"{k} {v:.4f}" for k, v in fit_["pooled_calib_auroc"].items()) + ".", "",
         "## Held-out metrics (the test split: queries never trained on)", "",
     ]
-    lines += _table("test split", report["test"])
-    lines += ["Reliability on the test split (equal-count score deciles: a calibrated score matches the share of right steps):", "",
+    lines += _table("test split", report["test"], unit)
+    lines += [f"Reliability on the test split (equal-count score deciles: a calibrated score matches the share of right {unit}s):", "",
               "| decile | units | score range | mean score | share right |", "|---:|---:|---|---:|---:|"]
     for b in report["test"]["reliability"]:
         lines.append(f"| {b['bin']} | {b['n']} | {b['lo']:.3f}-{b['hi']:.3f} | {b['mean_score']:.3f} | {b['share_right']:.3f} |")
@@ -403,7 +415,7 @@ def model_card(report: dict, command: str) -> str:
         if k.startswith("bfcl-"):
             lines += ["", f"## {k[5:]} (BFCL: evaluation only, never trained or fitted on)", "",
                       "The benchmark's first items with their gold answers and model-free perturbations of them, labelled like the training data.", ""]
-            lines += _table(k, report[k])
+            lines += _table(k, report[k], unit)
     lines += ["## Rebuild", "", "```bash", command, "```", ""]
     return "\n".join(lines)
 
@@ -413,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m toolprm_agents.training.probe", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="runs/cpu-smollm2-large/dataset", help="the dataset folder (train/test/calib parquet)")
-    ap.add_argument("--work", default="runs/probe", help="features and reports (resumable)")
+    ap.add_argument("--kind", default="toolprm", choices=sorted(KIND_NAMES), help="the judge: toolprm (steps), cprm (calls), orm (answers)")
+    ap.add_argument("--work", default=None, help="features and reports (resumable; default runs/probe, runs/probe-KIND for cprm and orm)")
     ap.add_argument("--stage", choices=["extract", "fit", "all"], default="all")
     ap.add_argument("--splits", default="test,calib,train", help="splits to extract, in order")
     ap.add_argument("--max-groups", default="train=100000,test=300,calib=200", help="examples per split")
@@ -432,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .dataset import load_dataset_split
     from .rm_eval import bfcl_rows
 
-    work = Path(args.work)
+    kind = args.kind
+    work = Path(args.work or ("runs/probe" if kind == "toolprm" else f"runs/probe-{kind}"))
     feats_dir = work / "features"
     limits = dict(kv.split("=") for kv in args.max_groups.split(",") if kv)
     t0 = time.monotonic()
@@ -443,44 +457,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             rows = load_dataset_split(args.data, split)
             extract(rows, feats_dir, split=split, max_groups=int(limits.get(split, 10**9)), budget_seconds=left,
-                    shard_size=args.shard_size, reverse=args.reverse)
+                    shard_size=args.shard_size, reverse=args.reverse, kind=kind)
         for cat in filter(None, args.bfcl.split(",")):
             left = args.budget_minutes * 60 - (time.monotonic() - t0)
             if left > 0:
                 extract(bfcl_rows(cat, args.bfcl_items), feats_dir, split=f"bfcl-{cat}", budget_seconds=left,
-                        shard_size=args.shard_size, reverse=args.reverse)
+                        shard_size=args.shard_size, reverse=args.reverse, kind=kind)
     if args.stage in ("fit", "all"):
         train, calib, test = (load_features(feats_dir, s) for s in ("train", "calib", "test"))
         if not train["labels"] or not calib["labels"]:
             print("fit: features of the train and calib splits are needed first (--stage extract)")
             return 2
         t1 = time.monotonic()
-        model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")])
-        report = {"train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
+        model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")], by_kind=kind == "toolprm")
+        report = {"kind": kind, "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
                   "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
                   "layers": train["layers"], "fit": fit_report}
         if test["labels"]:
-            report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"))
+            report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"), kind)
             report["test"]["examples"] = len({k[0] for k in test["keys"]})
         for cat in filter(None, args.bfcl.split(",")):
             feats = load_features(feats_dir, f"bfcl-{cat}")
             if feats["labels"]:
-                report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items))
+                report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items), kind)
                 report[f"bfcl-{cat}"]["examples"] = len({k[0] for k in feats["keys"]})
         (work / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
         t = report.get("test", {})
-        print(f"probe: {report['train_units']} train units; test step AUROC {t.get('step_auroc', float('nan')):.3f}, "
+        print(f"probe ({kind}): {report['train_units']} train units; test AUROC {t.get('step_auroc', float('nan')):.3f}, "
               f"pick accuracy {t.get('decision_pick_acc', float('nan')):.3f} over {t.get('decisions', 0)} decisions")
         if args.out:
-            meta = {"kind": "toolprm", "unit": "step", "probe": {"layers": train["layers"], "probes": sorted(model.probes),
-                    "features": "hidden state at the step's last token and mean over its tokens, per layer; "
-                                "a logistic model per step kind, Platt-scaled on the calib split (folded in)"},
+            unit = KIND_NAMES[kind][1]
+            meta = {"kind": kind, "unit": unit, "probe": {"layers": train["layers"], "probes": sorted(model.probes),
+                    "features": f"hidden state at the {unit}'s last token and mean over its tokens, per layer; "
+                                + ("a logistic model per step kind" if len(model.probes) > 1 else "a logistic model")
+                                + ", Platt-scaled on the calib split (folded in)"},
                     "train_units": report["train_units"], "train_examples": report["train_examples"],
                     "fit": fit_report, "metrics": report.get("test", {}), "data": str(args.data)}
-            save_probe_judge(model, train["layers"], args.out, metadata=meta)
+            save_probe_judge(model, train["layers"], args.out, metadata=meta, kind=kind)
+            k = "" if kind == "toolprm" else f" --kind {kind}"
             command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth,dataset\n"
-                       "python -m toolprm_agents.training.probe --budget-minutes 60   # run again until the shards you want are there\n"
-                       f"python -m toolprm_agents.training.probe --stage fit --bfcl {args.bfcl or 'simple_python,multiple,irrelevance'} --out {args.out}")
+                       f"python -m toolprm_agents.training.probe{k} --budget-minutes 60   # run again until the shards you want are there\n"
+                       f"python -m toolprm_agents.training.probe{k} --stage fit --bfcl {args.bfcl or 'simple_python,multiple,irrelevance'} --out {args.out}")
             Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
     return 0

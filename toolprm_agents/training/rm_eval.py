@@ -142,18 +142,20 @@ def _summary(vals: list[tuple[float, int]]) -> dict:
     }
 
 
-def step_breakdown(steps: dict, rows: Sequence[dict], calibration: dict | None = None) -> dict:
+def step_breakdown(steps: dict, rows: Sequence[dict], calibration: dict | None = None, kind: str = "toolprm") -> dict:
     """Where a step judge fails: accuracy, AUROC and mean score of right / wrong steps per
     step kind (FUNC_NAME, ARG, PARAM_FINISH, TOTAL_FINISH; FUNC_FINISH is always forced and
     judged with the step before it) and per origin of the step (``gold``, ``branch``,
     ``perturb:TYPE`` ...: a negative's type); "pick" accuracy over decisions (the units that
     extend one context are one decision's alternatives: is the best-scored one right, among
     decisions with a right and a wrong one); and a reliability table (score deciles).
-    With a ``calibration`` fit the same summary is given for the calibrated scores."""
+    With a ``calibration`` fit the same summary is given for the calibrated scores.
+    ``kind``: the judge whose units ``steps`` holds (``cprm``: calls, ``orm``: answers, each
+    filed under the kind of its first decided step; an ORM's decisions are its queries)."""
     from .calibration import calibrate, reliability_table
     from .dataset import origin_group, unit_table
 
-    info = unit_table(rows, "toolprm")
+    info = unit_table(rows, kind)
     by_kind: dict[str, list] = defaultdict(list)
     by_origin: dict[str, list] = defaultdict(list)
     by_ctx: dict[tuple[str, str], list] = defaultdict(list)
