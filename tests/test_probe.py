@@ -20,7 +20,7 @@ from toolprm_agents.search import SearchConfig, ToolPRMSearch
 from toolprm_agents.steps import StepPlan
 from toolprm_agents.training.dataset import build_rows, judge_units
 from toolprm_agents.training.perturb import PerturbConfig, perturb_examples
-from toolprm_agents.training.probe import ProbeWeights, extract, fit, load_features, save_probe_judge, score_units, unit_rows
+from toolprm_agents.training.probe import ProbeWeights, extract, fit, load_features, preference_pairs, save_probe_judge, score_units, unit_rows
 from toolprm_agents.training.sources import Example
 
 TOOLS = [
@@ -208,3 +208,46 @@ def test_an_orm_and_a_cprm_probe_judge_their_own_units_and_score_in_the_search_a
     assert result.compute.scorer_calls > 0
     for call in result.calls:
         assert call.name in {"get_weather", "get_time"}
+
+
+def _decisions(n_decisions: int, seed: int) -> dict:
+    """Synthetic units: each decision (an example and a context) has alternatives; a right one
+    has feature 3 raised above its siblings, but every decision has its own offset on feature 5,
+    which a pointwise model must also learn and a pairwise one can ignore."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys, keys, ctxs = [], [], [], []
+    for d in range(n_decisions):
+        shift = float(torch.randn(1, generator=g)) * 3
+        for a in range(3):
+            x = torch.randn(8, generator=g)
+            y = int(a == 0)
+            x[3] += 1.5 * y
+            x[5] += shift
+            xs.append(x); ys.append(y); keys.append((f"e{d}", f"t{d}-{a}")); ctxs.append(f"c{d}")
+    return {"features": torch.stack(xs).half(), "labels": ys, "keys": keys, "contexts": ctxs}
+
+
+def test_preference_pairs_are_right_against_wrong_alternatives_of_one_decision():
+    feats = _decisions(5, 0)
+    pairs = preference_pairs(feats)
+    assert pairs.shape == (10, 2), "5 decisions x (1 right x 2 wrong)"
+    for i, j in pairs.tolist():
+        assert feats["labels"][i] == 1 and feats["labels"][j] == 0
+        assert feats["keys"][i][0] == feats["keys"][j][0] and feats["contexts"][i] == feats["contexts"][j]
+    assert preference_pairs(feats, max_per_group=1).shape == (5, 2)
+
+
+def test_a_pairwise_probe_ranks_the_right_alternative_first_and_is_calibrated_after_platt():
+    from toolprm_agents.training.rm_eval import auroc
+
+    train, calib, test = _decisions(300, 1), _decisions(150, 2), _decisions(150, 3)
+    model, report = fit(train, calib, l2_grid=(1e-2,), by_kind=False, loss="pairwise")
+    p = model(test["features"].float(), ["all"] * len(test["labels"])).tolist()
+    picks = [max(range(3), key=lambda a: p[3 * d + a]) == 0 for d in range(150)]
+    assert sum(picks) / len(picks) > 0.7
+    assert auroc(p, test["labels"]) > 0.6
+    assert report["all"]["platt"]["nll_after"] <= report["all"]["platt"]["nll_before"] + 1e-6
+    with pytest.raises(ValueError, match="pairwise loss has nothing to compare"):
+        fit({**train, "labels": [1] * len(train["labels"])}, calib, l2_grid=(1e-2,), by_kind=False, loss="pairwise")
+    with pytest.raises(ValueError, match="choose pointwise or pairwise"):
+        fit(train, calib, loss="listwise")

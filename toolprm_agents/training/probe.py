@@ -175,7 +175,33 @@ class ProbeWeights(torch.nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-def _train(model: ProbeWeights, x: torch.Tensor, y: torch.Tensor, l2: float, epochs: int, seed: int) -> None:
+def preference_pairs(feats: dict, max_per_group: int = 64, seed: int = 0) -> torch.Tensor:
+    """``[P, 2]`` indices ``(right, wrong)`` of units that extend the same context of the same
+    example -- one decision's alternatives, the pairs a pairwise loss compares (at most
+    ``max_per_group`` per decision, drawn at random)."""
+    groups: dict[tuple, tuple[list[int], list[int]]] = {}
+    for i, (key, ctx, y) in enumerate(zip(feats["keys"], feats["contexts"], feats["labels"])):
+        groups.setdefault((key[0], ctx), ([], []))[0 if y else 1].append(i)
+    rng = random.Random(seed)
+    pairs = []
+    for pos, neg in groups.values():
+        both = [(a, b) for a in pos for b in neg]
+        if len(both) > max_per_group:
+            both = rng.sample(both, max_per_group)
+        pairs += both
+    return torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)
+
+
+def _objective(z: torch.Tensor, y: torch.Tensor, pairs: torch.Tensor | None) -> torch.Tensor:
+    """Pointwise: the ``+``/``-`` log-loss of every unit; pairwise (``pairs`` given): the
+    Bradley-Terry loss ``-log sigmoid(z_right - z_wrong)`` of every pair of one decision."""
+    if pairs is None:
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    return torch.nn.functional.softplus(-(z[pairs[:, 0]] - z[pairs[:, 1]])).mean()
+
+
+def _train(model: ProbeWeights, x: torch.Tensor, y: torch.Tensor, l2: float, epochs: int, seed: int,
+           pairs: torch.Tensor | None = None) -> None:
     torch.manual_seed(seed)
     xs = (x.float() - model.mean) / model.std
     if model.hidden == 0:
@@ -184,21 +210,26 @@ def _train(model: ProbeWeights, x: torch.Tensor, y: torch.Tensor, l2: float, epo
         def closure():
             opt.zero_grad()
             z = model.net(xs).squeeze(-1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y) + l2 * model.net.weight.pow(2).sum()
+            loss = _objective(z, y, pairs) + l2 * model.net.weight.pow(2).sum()
             loss.backward()
             return loss
 
         opt.step(closure)
         return
     opt = torch.optim.AdamW(model.net.parameters(), lr=1e-3, weight_decay=l2)
-    n = len(y)
+    n = len(y) if pairs is None else len(pairs)
     for _ in range(epochs):
         perm = torch.randperm(n)
         for b in range(0, n, 256):
             i = perm[b : b + 256]
             opt.zero_grad()
-            z = model.net(xs[i]).squeeze(-1)
-            torch.nn.functional.binary_cross_entropy_with_logits(z, y[i]).backward()
+            if pairs is None:
+                z = model.net(xs[i]).squeeze(-1)
+                torch.nn.functional.binary_cross_entropy_with_logits(z, y[i]).backward()
+            else:
+                pr = pairs[i]
+                zp, zn = model.net(xs[pr[:, 0]]).squeeze(-1), model.net(xs[pr[:, 1]]).squeeze(-1)
+                torch.nn.functional.softplus(-(zp - zn)).mean().backward()
             opt.step()
 
 
@@ -234,20 +265,26 @@ def _subset(feats: dict, idx: Sequence[int]) -> dict:
     return out
 
 
-def _fit_one(train: dict, calib: dict, l2_grid, hidden_grid, epochs: int, seed: int, tag: str) -> tuple[ProbeWeights, dict]:
+def _fit_one(train: dict, calib: dict, l2_grid, hidden_grid, epochs: int, seed: int, tag: str,
+             loss: str = "pointwise") -> tuple[ProbeWeights, dict]:
     from .calibration import fit_platt
     from .rm_eval import auroc
 
     x, y = train["features"], torch.tensor(train["labels"], dtype=torch.float32)
     xc, yc = calib["features"], calib["labels"]
     mean, std = x.float().mean(0), x.float().std(0).clamp_min(1e-4)
+    pairs = None
+    if loss == "pairwise":
+        pairs = preference_pairs(train, seed=seed)
+        if not len(pairs):
+            raise ValueError(f"probe fit {tag}: no decision has both a right and a wrong unit, so a pairwise loss has nothing to compare")
     report, best = {}, None
     for hidden in hidden_grid:
         for l2 in l2_grid:
             m = ProbeWeights(x.shape[1], hidden)
             m.mean.copy_(mean)
             m.std.copy_(std)
-            _train(m, x, y, l2, epochs, seed)
+            _train(m, x, y, l2, epochs, seed, pairs)
             with torch.no_grad():
                 a = auroc(m.logits(xc).tolist(), yc)
             report[f"hidden={hidden} l2={l2:g}"] = a
@@ -263,7 +300,8 @@ def _fit_one(train: dict, calib: dict, l2_grid, hidden_grid, epochs: int, seed: 
 
 
 def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-1), hidden_grid: Sequence[int] = (0,),
-        epochs: int = 8, seed: int = 0, by_kind: bool = True, min_units: int = 200) -> tuple[ProbeSet, dict]:
+        epochs: int = 8, seed: int = 0, by_kind: bool = True, min_units: int = 200,
+        loss: str = "pointwise") -> tuple[ProbeSet, dict]:
     """Probes chosen and Platt-scaled on the calibration split (never on an evaluation set).
 
     One probe over every step, and (``by_kind``) one per step kind with ``min_units`` training
@@ -273,7 +311,9 @@ def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-
     from .rm_eval import auroc
 
     dim = train["features"].shape[1]
-    shared, rep = _fit_one(train, calib, l2_grid, hidden_grid, epochs, seed, "all")
+    if loss not in ("pointwise", "pairwise"):
+        raise ValueError(f"probe loss {loss!r}: choose pointwise or pairwise")
+    shared, rep = _fit_one(train, calib, l2_grid, hidden_grid, epochs, seed, "all", loss)
     report = {"all": rep}
     one = ProbeSet({"all": (dim, shared.hidden)})
     one.probes["all"].load_state_dict(shared.state_dict())
@@ -291,7 +331,11 @@ def fit(train: dict, calib: dict, *, l2_grid: Sequence[float] = (1e-3, 1e-2, 1e-
             cl = [calib["labels"][i] for i in ci]
             if len(ti) < min_units or len(set(tl)) < 2 or len(set(cl)) < 2:
                 continue
-            m, r = _fit_one(_subset(train, ti), _subset(calib, ci), l2_grid, hidden_grid, epochs, seed, kind)
+            try:
+                m, r = _fit_one(_subset(train, ti), _subset(calib, ci), l2_grid, hidden_grid, epochs, seed, kind, loss)
+            except ValueError as exc:  # pairwise, and this kind's decisions never mix right and wrong
+                log.info("%s", exc)
+                continue
             specs[kind], fitted[kind] = (dim, m.hidden), m
             report[kind] = r
         per = ProbeSet(specs)
@@ -400,7 +444,8 @@ def model_card(report: dict, command: str) -> str:
         f"{report['calib_units']} units of the calib split. No policy rollouts or gold-prefix branches are in it (they need the "
         f"policy for ~13-17 h on this CPU): the policy's own errors reach it only through the perturbations that imitate them.", "",
         "## Fit", "",
-        f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s. "
+        f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s; "
+        f"loss: {report.get('loss', 'pointwise')} ({'+/- log-loss of every unit' if report.get('loss', 'pointwise') == 'pointwise' else 'right against wrong alternatives of one decision'}). "
         "Candidates chosen by calibration-split AUROC (L2 strength" + ("; one probe against one per step kind" if kind == "toolprm" else "") + "): "
         + "; ".join(f"{k} {v:.4f}" for k, v in fit_["pooled_calib_auroc"].items()) + ".", "",
         "## Held-out metrics (the test split: queries never trained on)", "",
@@ -436,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bfcl", default="", help="BFCL categories to evaluate the probe on (gold answers and their "
                     "perturbations; evaluation only, never trained or fitted on), e.g. simple_python,multiple,irrelevance")
     ap.add_argument("--bfcl-items", type=int, default=100)
+    ap.add_argument("--loss", choices=["pointwise", "pairwise"], default="pointwise",
+                    help="pointwise: +/- log-loss of every unit; pairwise: right against wrong alternatives of one decision")
     ap.add_argument("--reverse", action="store_true", help="extract the shards last first (a second process)")
     ap.add_argument("--shard-size", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
@@ -469,8 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("fit: features of the train and calib splits are needed first (--stage extract)")
             return 2
         t1 = time.monotonic()
-        model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")], by_kind=kind == "toolprm")
-        report = {"kind": kind, "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
+        model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")], by_kind=kind == "toolprm",
+                                loss=args.loss)
+        report = {"kind": kind, "loss": args.loss, "hidden": args.hidden, "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
                   "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
                   "layers": train["layers"], "fit": fit_report}
         if test["labels"]:
@@ -481,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if feats["labels"]:
                 report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items), kind)
                 report[f"bfcl-{cat}"]["examples"] = len({k[0] for k in feats["keys"]})
-        (work / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        name = "report.json" if (args.loss, args.hidden) == ("pointwise", "0") else f"report-{args.loss}-hidden{args.hidden.replace(',', '_')}.json"
+        (work / name).write_text(json.dumps(report, indent=2, default=float) + "\n")
         t = report.get("test", {})
         print(f"probe ({kind}): {report['train_units']} train units; test AUROC {t.get('step_auroc', float('nan')):.3f}, "
               f"pick accuracy {t.get('decision_pick_acc', float('nan')):.3f} over {t.get('decisions', 0)} decisions")
@@ -491,13 +540,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "features": f"hidden state at the {unit}'s last token and mean over its tokens, per layer; "
                                 + ("a logistic model per step kind" if len(model.probes) > 1 else "a logistic model")
                                 + ", Platt-scaled on the calib split (folded in)"},
-                    "train_units": report["train_units"], "train_examples": report["train_examples"],
+                    "loss": args.loss, "train_units": report["train_units"], "train_examples": report["train_examples"],
                     "fit": fit_report, "metrics": report.get("test", {}), "data": str(args.data)}
             save_probe_judge(model, train["layers"], args.out, metadata=meta, kind=kind)
             k = "" if kind == "toolprm" else f" --kind {kind}"
             command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth,dataset\n"
                        f"python -m toolprm_agents.training.probe{k} --budget-minutes 60   # run again until the shards you want are there\n"
-                       f"python -m toolprm_agents.training.probe{k} --stage fit --bfcl {args.bfcl or 'simple_python,multiple,irrelevance'} --out {args.out}")
+                       f"python -m toolprm_agents.training.probe{k} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
             Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
     return 0
