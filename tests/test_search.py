@@ -96,6 +96,11 @@ def test_greedy_takes_the_first_alternative_everywhere():
     allowed = run("greedy", GOLD, repeat_calls=True)  # the plan constraint can be switched off
     assert allowed.tool_calls() == [{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "f"}}] * 8
     assert r.score is None and r.compute.scorer_calls == 0
+    # the repeated call's decisions are not reported as steps of the answer: one score per decided step
+    rows = r.argument_scores()
+    assert [row["kind"] for row in rows] == ["FUNC_NAME", "ARG", "ARG", "TOTAL_FINISH"]
+    assert all(row["score"] is not None for row in rows)
+    assert len(r.step_scores) == len(rows) and r.weakest_argument() is not None
 
 
 def test_beam_search_follows_the_scorer_to_the_gold_answer():

@@ -432,6 +432,20 @@ class SearchRun:
         return beam if beam.answer.done else None
 
 
+def step_confidences(confidence: Sequence[float | None], answer: PartialAnswer) -> list[float | None]:
+    """One confidence per decided step of ``answer``, from a beam's one per decision.
+
+    Every decision adds one decided step, except where the repeated-call rule
+    (:meth:`StepPlan.settle`) dropped the call just made and ended the answer: that call's
+    decisions then lie between the kept steps' and the end's, and are left out (the last
+    decision's confidence stands for the end of the answer)."""
+    decided = sum(not s.forced for s in answer.steps)
+    conf = list(confidence)
+    if len(conf) > decided >= 1:
+        conf = conf[: decided - 1] + conf[-1:]
+    return conf
+
+
 def _no_call(plan: StepPlan) -> Beam | None:
     """The "no call" answer, where the plan allows it (the last resort when a budget runs out)."""
     if not plan.limits.allow_no_call:
@@ -801,7 +815,7 @@ class ToolPRMSearch:
                                       + (f"; a value was dropped for breaking its schema ({run.rejected})" if run.rejected else ""))
         if best.truncated:
             return SearchResult([], best.answer, None, False, found.trace, compute, config, alternatives=alternatives,
-                                budget_exhausted=found.budget_exhausted, step_scores=best.confidence, session=kept,
+                                budget_exhausted=found.budget_exhausted, step_scores=step_confidences(best.confidence, best.answer), session=kept,
                                 error="a value reached the step's token bound and was cut there, so no complete answer "
                                       "was found (raise the policy's max_step_tokens or give the argument a maxLength)")
         voted = config.strategy == "self_consistency" or (config.strategy == "beam" and config.rank == "combined" and unit == "step")
@@ -810,8 +824,8 @@ class ToolPRMSearch:
         else:
             score = best.value(config.aggregation) if best.scores else None
         return SearchResult(list(best.answer.calls), best.answer, score, True, found.trace, compute, config,
-                            step_scores=best.confidence, alternatives=alternatives, budget_exhausted=found.budget_exhausted,
-                            session=kept)
+                            step_scores=step_confidences(best.confidence, best.answer), alternatives=alternatives,
+                            budget_exhausted=found.budget_exhausted, session=kept)
 
 
 __all__ = [
