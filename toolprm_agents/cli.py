@@ -27,6 +27,7 @@ SEARCH_HELP = {
     "expand": "M: alternatives kept, or values sampled, where a beam branches",
     "rank": "beam ranking: combined (policy + judge + votes, default) or prm (the paper's judge-only ranking)",
     "gate": "branch only where the policy's top alternative is below this probability",
+    "verify": "also branch where the step judge scores the policy's sure choice below this (0: off)",
     "judge_weight": "weight of the judge's log-odds in the combined score (default: the checkpoint's, else 1)",
     "policy_weight": "weight of the policy's log-probability in the combined score",
     "vote_weight": "weight of the sampled values' vote share in the combined score",

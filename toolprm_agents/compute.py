@@ -15,7 +15,9 @@ class Compute:
     calls; ``scorer_calls``: judgements made (one per scored candidate);
     ``scorer_forward_passes`` and ``scorer_tokens``: the scorer's model calls and tokens
     read; ``decisions``: open decisions the policy made, ``decisions_branched``: those where
-    it was unsure enough to propose more than one candidate; ``seconds``: wall time.
+    it was unsure enough to propose more than one candidate; ``decisions_doubted``: those
+    where the policy was sure but the step judge doubted its choice (``SearchConfig.verify``),
+    so the search branched there too; ``seconds``: wall time.
     """
 
     tokens_generated: int = 0
@@ -27,6 +29,7 @@ class Compute:
     candidates_dropped: int = 0
     decisions: int = 0
     decisions_branched: int = 0
+    decisions_doubted: int = 0
     seconds: float = 0.0
     _t0: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 

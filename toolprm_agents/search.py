@@ -65,6 +65,10 @@ class SearchConfig:
             ``"prm"``: the paper's search -- M samples at every step, ranked by the judge alone.
         gate: the combined search branches at a decision only when the policy's most
             probable alternative (or a token of the greedy value) is below this probability.
+        verify: where the policy is sure (at or above ``gate``), the combined search with a
+            step judge still asks the judge about the policy's choice, and branches there too
+            when the judge's score is below ``verify`` (a calibrated judge's 0.5: "more likely
+            wrong than right"); 0 (default): never ask where the policy is sure.
         judge_weight, policy_weight, vote_weight: the combined score's weights (``None``:
             the judge checkpoint's ``search_weights``, else 1.0, 1.0, 1.0).
         aggregation: how a beam's step scores combine for ``rank="prm"``, best-of-N and the
@@ -85,6 +89,7 @@ class SearchConfig:
     expand: int = 4
     rank: Rank = "combined"
     gate: float = 0.5
+    verify: float = 0.0
     judge_weight: float | None = None
     policy_weight: float | None = None
     vote_weight: float | None = None
@@ -108,6 +113,8 @@ class SearchConfig:
             raise SearchError(f"unknown rank {self.rank!r}: choose combined or prm")
         if not (0.0 <= float(self.gate) <= 1.0):
             raise SearchError(f"gate must be a probability in [0, 1], got {self.gate!r}")
+        if not (0.0 <= float(self.verify) <= 1.0):
+            raise SearchError(f"verify must be a probability in [0, 1] (0: off), got {self.verify!r}")
         for name in ("judge_weight", "policy_weight", "vote_weight"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(float(v)) and float(v) >= 0):
@@ -539,7 +546,20 @@ def combined_beam(run: SearchRun) -> Found:
             children = run.step(beam.answer, cfg.expand, samples=cfg.expand)
             if not children:
                 continue
-            judged: list[float | None] = [None] * len(children)
+            only = children[0][1]
+            if len(children) == 1 and cfg.verify > 0 and cfg.expand > 1 and not (only.prob == 1.0 and only.num_tokens == 0) \
+                    and run.unit == "step" and run.judge_weight > 0 and run.scorer is not None:
+                # the policy was sure (a forced step is not a choice): does the judge agree?
+                child = children[0][0]
+                parent = beam.answer if child.text.startswith(beam.answer.text) else PartialAnswer(child.steps[:-1])
+                verdict = run.scorer.score([(parent, child)])[0]
+                if verdict < cfg.verify:
+                    run.compute.decisions_doubted += 1
+                    run.compute.decisions -= 1  # the same decision, now with every alternative
+                    children = run.step(beam.answer, cfg.expand, gate=1.0, samples=cfg.expand) or children
+            else:
+                verdict = None
+            judged: list[float | None] = [verdict] if len(children) == 1 and verdict is not None else [None] * len(children)
             if len(children) > 1 and run.unit == "step" and run.judge_weight > 0 and run.scorer is not None:
                 pairs = [(beam.answer if child.text.startswith(beam.answer.text) else PartialAnswer(child.steps[:-1]), child)
                          for child, _ in children]
