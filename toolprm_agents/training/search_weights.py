@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 FEATURES = ("policy", "judge", "vote")
-Decision = list[tuple[tuple[float, float, float], bool]]
+#: one decision's candidates: ((policy, judge, vote) features[, the judge's raw score], right?)
+Decision = list[tuple[tuple[float, ...], bool]]
 
 
 def _logit(p: float) -> float:
@@ -146,7 +147,7 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
         votes = [math.log(k / total) if k and total else 0.0 for k in sampled]
         jl = _centered([_logit(s) for s in scores])
         vt = _centered(votes) if total else [0.0] * len(cands)
-        out.append([((p, j, v), label(prefix, c.step, gold)) for p, j, v, c in zip(pol, jl, vt, cands)])
+        out.append([((p, j, v, s), label(prefix, c.step, gold)) for p, j, v, s, c in zip(pol, jl, vt, scores, cands)])
     return out
 
 
@@ -158,7 +159,7 @@ def fit_weights(decisions: Sequence[Decision], *, steps: int = 300, l2: float = 
     if not usable:
         return {"policy": 1.0, "judge": 0.0, "vote": 0.0}
     raw = torch.zeros(3, requires_grad=True)  # softplus(raw) >= 0
-    feats = [torch.tensor([f for f, _ in d]) for d in usable]
+    feats = [torch.tensor([f[:3] for f, _ in d]) for d in usable]
     rights = [torch.tensor([r for _, r in d]) for d in usable]
     opt = torch.optim.Adam([raw], lr=0.05)
     for _ in range(steps):
@@ -202,6 +203,40 @@ def gate_table(decisions: Sequence[Decision], weights: dict[str, float], gates: 
                 row["weighted_right_branched"] += int(d[by_weights][1])
             else:
                 row["policy_right_committed"] += int(d[by_policy][1])
+        rows.append(row)
+    return rows
+
+
+def verify_table(decisions: Sequence[Decision], weights: dict[str, float], gate: float = 0.5,
+                 verifies: Sequence[float] = (0.3, 0.5, 0.7)) -> list[dict[str, Any]]:
+    """Per ``verify`` threshold (:attr:`SearchConfig.verify`): on the decisions the ``gate``
+    commits (the policy's top candidate's share at or above it), how many the judge doubts
+    (its raw score of the policy's top below the threshold) and how often the policy's top
+    and the weighted score's top are right there. Decisions cached without the judge's raw
+    score (older caches) are left out.
+
+        >>> d = [[((0.0, -2.0, 0.0, 0.1), False), ((-3.0, 2.0, 0.0, 0.9), True)]]
+        >>> verify_table(d, {"policy": 1.0, "judge": 1.0}, verifies=(0.5,))[0]["weighted_right_doubted"]
+        1
+    """
+    usable = [d for d in decisions if any(r for _, r in d) and all(len(f) > 3 for f, _ in d)]
+    rows = []
+    for v in verifies:
+        row = {"gate": gate, "verify": v, "decisions": len(usable), "committed": 0, "doubted": 0,
+               "policy_right_doubted": 0, "weighted_right_doubted": 0}
+        for d in usable:
+            pol = [f[0] for f, _ in d]
+            top = max(pol)
+            if 1.0 / sum(math.exp(p - top) for p in pol) < gate:
+                continue  # the gate branches here anyway
+            row["committed"] += 1
+            by_policy = max(range(len(d)), key=lambda i: pol[i])
+            if d[by_policy][0][3] >= v:
+                continue
+            by_weights = max(range(len(d)), key=lambda i: sum(weights.get(k, 0.0) * x for k, x in zip(FEATURES, d[i][0])))
+            row["doubted"] += 1
+            row["policy_right_doubted"] += int(d[by_policy][1])
+            row["weighted_right_doubted"] += int(d[by_weights][1])
         rows.append(row)
     return rows
 
@@ -295,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fitted": pick_accuracy(held_d, weights),
         },
         "gate_held_out": gate_table(held_d, weights),
+        "verify_held_out": verify_table(held_d, weights),
         "recipe": args.recipe,
         "queries_from": f"{args.data} split {args.split}" if args.split else "the recipe's unselected examples",
         "checkpoint": checkpoint,
