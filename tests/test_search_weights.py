@@ -84,7 +84,7 @@ def test_verify_table_counts_only_committed_decisions_the_judge_doubts():
     w = {"policy": 0.1, "judge": 1.0}
     sure_doubted = [((0.0, -2.0, 0.0, 0.2), False), ((-4.0, 2.0, 0.0, 0.9), True)]   # policy share ~0.98, judge 0.2
     sure_agreed = [((0.0, 1.0, 0.0, 0.8), True), ((-4.0, -1.0, 0.0, 0.3), False)]
-    unsure = [((0.0, -2.0, 0.0, 0.1), False), ((-0.1, 2.0, 0.0, 0.9), True)]        # the gate branches it anyway
+    unsure = [((0.0, -2.0, 0.0, 0.1), False), ((-0.1, 2.0, 0.0, 0.9), True), ((-0.1, 0.0, 0.0, 0.5), False)]  # share 0.36: branched anyway
     old_cache = [((0.0, -2.0, 0.0), False), ((-4.0, 2.0, 0.0), True)]               # no raw score: left out
     rows = verify_table([sure_doubted, sure_agreed, unsure, old_cache], w, gate=0.5, verifies=(0.5, 0.1))
     assert rows[0] == {"gate": 0.5, "verify": 0.5, "decisions": 3, "committed": 2, "doubted": 1,
