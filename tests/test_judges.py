@@ -212,7 +212,7 @@ def test_no_network_proven_for_every_packaged_checkpoint(tmp_path, smollm2_dir):
         """,
     )
     assert out["attempts"] == [], out["attempts"]
-    packaged = ("toolprm-smollm2", "toolprm-probe-smollm2", "orm-smollm2", "cprm-smollm2")
+    packaged = ("toolprm-smollm2", "toolprm-probe-smollm2", "orm-smollm2", "orm-probe-smollm2", "cprm-smollm2", "cprm-probe-smollm2")
     assert set(out["result"]) == {*packaged, "broken"}
     assert all(0.0 <= out["result"][k] <= 1.0 for k in packaged)
     assert "adapter weights" in out["result"]["broken"]
