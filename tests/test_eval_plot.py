@@ -142,3 +142,13 @@ def test_method_labels_of_the_new_strategies(tmp_path):
     run["config"]["search"]["rank"] = "prm"
     assert method_label(run) == "beam, ToolPRM"
     assert method_label({"config": {"search": {"strategy": "self_consistency"}, "scorer": None}}) == "self-consistency"
+
+
+def test_a_verify_run_is_labelled_apart_from_the_default_search():
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).parent.parent / "docs/results/probe-search/bfcl-simple_python_verify/config.json").read_text())
+    assert method_label({"config": cfg}) == "combined, ToolPRM, verify 0.5"
+    cfg["search"]["verify"] = 0.0
+    assert method_label({"config": cfg}) == "combined, ToolPRM"

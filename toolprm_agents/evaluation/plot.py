@@ -86,7 +86,10 @@ def method_label(run: dict) -> str:
     if strategy == "beam" and s.get("rank") == "combined":
         name = "combined"
     scorer = _scorer(run)
-    return f"{name}, {scorer}" if scorer else name
+    label = f"{name}, {scorer}" if scorer else name
+    if float(s.get("verify") or 0) > 0:
+        label += f", verify {float(s['verify']):g}"
+    return label
 
 
 def run_counts(run: dict) -> tuple[int, int]:
