@@ -65,7 +65,9 @@ def test_packaged_checkpoints_and_kinds():
         assert granularity_of(kind) == unit == JudgeConfig(kind=kind).granularity
     default = packaged_checkpoint("toolprm")  # where the backend can run it, the ToolPRM is the probe judge
     assert default.name == "toolprm-probe-smollm2" and JudgeConfig.load(default).probe == "probe.pt"
-    assert packaged_checkpoint("orm") == packaged_checkpoint("orm", generative=True)
+    for kind in ("orm", "cprm"):  # the ORM and C-PRM are probes too where the backend can run them
+        assert packaged_checkpoint(kind).name == f"{kind}-probe-smollm2"
+        assert JudgeConfig.load(packaged_checkpoint(kind)).kind == kind and JudgeConfig.load(packaged_checkpoint(kind)).probe
     assert judge_kind("PRM") == judge_kind("tool-prm") == "toolprm" and judge_kind("C-PRM") == "cprm"
     with pytest.raises(ScorerError, match="unknown judge kind 'bogus'"):
         packaged_checkpoint("bogus")
@@ -81,7 +83,7 @@ def test_the_trainer_and_every_backend_use_the_one_judge_format(tiny_model_dir):
     assert trainer.JudgeFormat is JudgeFormat
     assert isinstance(ToolPRM(model=(model, tok), config=JudgeConfig()).format, JudgeFormat)
     served = judge_spec(None, "cprm", tok)  # a served judge: the packaged C-PRM's format
-    assert isinstance(served, JudgeFormat) and served.config == JudgeConfig.load(packaged_checkpoint("cprm"))
+    assert isinstance(served, JudgeFormat) and served.config == JudgeConfig.load(packaged_checkpoint("cprm", generative=True))
     with pytest.raises(ScorerError, match="'orm' judge, not a 'toolprm' one"):
         judge_spec(packaged_checkpoint("orm"), "toolprm", tok)
 
