@@ -315,18 +315,23 @@ def test_a_transformers_session_replies_in_text(tiny):
 
 
 class Prefers(Scorer):
-    """Judges by the answer's first call: get_weather right, "no call" so-so, anything else wrong."""
+    """Judges by the answer's first call: get_weather right, "no call" ``no_call`` (so-so), anything else wrong."""
 
     granularity = "step"
 
+    def __init__(self, no_call: float = 0.6):
+        self.no_call = no_call
+
     def session(self, messages, plan, compute, *, policy_session=None):
+        judge = self
+
         class S(ScorerSession):
             def score(self, pairs):
                 compute.scorer_calls += len(pairs)
                 out = []
                 for _, child in pairs:
                     names = [s.function for s in child.steps if s.kind is StepKind.FUNC_NAME]
-                    out.append(0.6 if not names and child.done else 0.99 if names[:1] == ["get_weather"] else 0.01)
+                    out.append(judge.no_call if not names and child.done else 0.99 if names[:1] == ["get_weather"] else 0.01)
                 return out
 
         return S()
@@ -367,29 +372,6 @@ def test_judge_answer_scores_every_decided_step_even_where_the_gate_committed(ti
     assert ToolPRMSearch(policy, None, SearchConfig(strategy="greedy")).judge_answer("Weather in Paris?", [WEATHER, TIME], r) == []
 
 
-class DoubtsNoCall(Scorer):
-    """Judges the first call: get_weather right, any other call wrong, and "no call" as ``no_call``."""
-
-    granularity = "step"
-
-    def __init__(self, no_call: float):
-        self.no_call = no_call
-
-    def session(self, messages, plan, compute, *, policy_session=None):
-        judge = self
-
-        class S(ScorerSession):
-            def score(self, pairs):
-                compute.scorer_calls += len(pairs)
-                out = []
-                for _, child in pairs:
-                    names = [s.function for s in child.steps if s.kind is StepKind.FUNC_NAME]
-                    out.append(judge.no_call if not names and child.done else 0.99 if names[:1] == ["get_weather"] else 0.01)
-                return out
-
-        return S()
-
-
 def test_verify_branches_where_the_policy_is_sure_but_the_judge_doubts_its_choice(tiny):
     """The tiny model made sure of "no call" (a logit bonus on "]"), so the gate
     commits it without asking the judge; with ``verify`` the judge is asked, doubts it, and the
@@ -398,13 +380,13 @@ def test_verify_branches_where_the_policy_is_sure_but_the_judge_doubts_its_choic
     policy = TransformersPolicy((Biased(tiny[0], {token_id(tok, "]"): 8.0}), tok), max_step_tokens=24)
     tools = [WEATHER, TIME]
     base = dict(beams=2, expand=4, gate=0.5, judge_weight=3.0, policy_weight=1.0, vote_weight=1.0)
-    plain = ToolPRMSearch(policy, DoubtsNoCall(0.1), SearchConfig(**base)).search("Weather in Paris?", tools)
+    plain = ToolPRMSearch(policy, Prefers(no_call=0.1), SearchConfig(**base)).search("Weather in Paris?", tools)
     assert plain.complete and plain.calls == [], "premise: the gate commits the policy's sure 'no call'"
     assert plain.compute.scorer_calls == 0 and plain.compute.decisions_doubted == 0
-    doubted = ToolPRMSearch(policy, DoubtsNoCall(0.1), SearchConfig(**base, verify=0.5)).search("Weather in Paris?", tools)
+    doubted = ToolPRMSearch(policy, Prefers(no_call=0.1), SearchConfig(**base, verify=0.5)).search("Weather in Paris?", tools)
     assert doubted.complete and [c.name for c in doubted.calls][:1] == ["get_weather"]
     assert doubted.compute.decisions_doubted >= 1 and doubted.compute.decisions_branched >= 1
-    agreed = ToolPRMSearch(policy, DoubtsNoCall(0.9), SearchConfig(**base, verify=0.5)).search("Weather in Paris?", tools)
+    agreed = ToolPRMSearch(policy, Prefers(no_call=0.9), SearchConfig(**base, verify=0.5)).search("Weather in Paris?", tools)
     assert agreed.calls == [] and agreed.compute.decisions_doubted == 0
     assert agreed.compute.scorer_calls >= 1, "the judge was asked about the sure choice"
     assert agreed.step_scores[0] == 0.9, "and its verdict is the step's reported score"

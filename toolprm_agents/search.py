@@ -453,6 +453,12 @@ def step_confidences(confidence: Sequence[float | None], answer: PartialAnswer) 
     return conf
 
 
+def _judged_pair(parent: PartialAnswer, child: PartialAnswer) -> tuple[PartialAnswer, PartialAnswer]:
+    """The ``(context, candidate)`` a step judge reads for ``child``: its parent, or, where the
+    repeated-call rule rewrote the answer, the child without its last step."""
+    return (parent if child.text.startswith(parent.text) else PartialAnswer(child.steps[:-1]), child)
+
+
 def _no_call(plan: StepPlan) -> Beam | None:
     """The "no call" answer, where the plan allows it (the last resort when a budget runs out)."""
     if not plan.limits.allow_no_call:
@@ -547,12 +553,10 @@ def combined_beam(run: SearchRun) -> Found:
             if not children:
                 continue
             only = children[0][1]
-            if len(children) == 1 and cfg.verify > 0 and cfg.expand > 1 and not (only.prob == 1.0 and only.num_tokens == 0) \
-                    and run.unit == "step" and run.judge_weight > 0 and run.scorer is not None:
+            can_judge = run.unit == "step" and run.judge_weight > 0 and run.scorer is not None
+            if len(children) == 1 and cfg.verify > 0 and cfg.expand > 1 and not (only.prob == 1.0 and only.num_tokens == 0) and can_judge:
                 # the policy was sure (a forced step is not a choice): does the judge agree?
-                child = children[0][0]
-                parent = beam.answer if child.text.startswith(beam.answer.text) else PartialAnswer(child.steps[:-1])
-                verdict = run.scorer.score([(parent, child)])[0]
+                verdict = run.scorer.score([_judged_pair(beam.answer, children[0][0])])[0]
                 if verdict < cfg.verify:
                     run.compute.decisions_doubted += 1
                     run.compute.decisions -= 1  # the same decision, now with every alternative
@@ -560,10 +564,8 @@ def combined_beam(run: SearchRun) -> Found:
             else:
                 verdict = None
             judged: list[float | None] = [verdict] if len(children) == 1 and verdict is not None else [None] * len(children)
-            if len(children) > 1 and run.unit == "step" and run.judge_weight > 0 and run.scorer is not None:
-                pairs = [(beam.answer if child.text.startswith(beam.answer.text) else PartialAnswer(child.steps[:-1]), child)
-                         for child, _ in children]
-                judged = list(run.scorer.score(pairs))
+            if len(children) > 1 and can_judge:
+                judged = list(run.scorer.score([_judged_pair(beam.answer, child) for child, _ in children]))
             sampled = [c.count if c.num_tokens else 0 for _, c in children]
             n_sampled = sum(sampled)
             votes = [math.log(k / n_sampled) if k and n_sampled else 0.0 for k in sampled]
