@@ -20,7 +20,8 @@ from toolprm_agents.search import SearchConfig, ToolPRMSearch
 from toolprm_agents.steps import StepPlan
 from toolprm_agents.training.dataset import build_rows, judge_units
 from toolprm_agents.training.perturb import PerturbConfig, perturb_examples
-from toolprm_agents.training.probe import ProbeWeights, extract, fit, load_features, preference_pairs, save_probe_judge, score_units, unit_rows
+from toolprm_agents.training.probe import (ProbeWeights, extract, fit, load_features, merge_features, policy_made_ids, preference_pairs,
+                                           save_probe_judge, score_units, unit_rows, without_origins)
 from toolprm_agents.training.sources import Example
 
 TOOLS = [
@@ -251,3 +252,22 @@ def test_a_pairwise_probe_ranks_the_right_alternative_first_and_is_calibrated_af
         fit({**train, "labels": [1] * len(train["labels"])}, calib, l2_grid=(1e-2,), by_kind=False, loss="pairwise")
     with pytest.raises(ValueError, match="choose pointwise or pairwise"):
         fit(train, calib, loss="listwise")
+
+
+def test_policy_made_examples_extract_apart_merge_once_and_drop_for_the_ablation(tiny_model_dir, rows, tmp_path):
+    # one example's answers marked as the policy's gold-prefix branches
+    first = rows[0]["id"]
+    marked = [dict(r, origin="branch") if r["id"] == first and r.get("origin") != "gold" else r for r in rows]
+    assert policy_made_ids(marked) == {first}
+    feats = tmp_path / "features"
+    extract(marked, feats, split="train-policy", model_ref=str(tiny_model_dir), layers=LAYERS, only_ids={first})
+    extract(marked, feats, split="train", model_ref=str(tiny_model_dir), layers=LAYERS, shard_size=3)
+    policy, everything = load_features(feats, "train-policy"), load_features(feats, "train")
+    assert {k[0] for k in policy["keys"]} == {first}
+    assert len(everything["labels"]) == sum(len(g.units) for g in judge_units(marked, "toolprm")), "train-policy shards are not train's"
+    merged = merge_features(policy, everything)
+    assert len(merged["keys"]) == len(set(map(tuple, merged["keys"]))) == len(everything["keys"]), "each unit once"
+    assert merged["features"].shape[0] == len(merged["labels"])
+    assert "branch" in merged["origins"]
+    ablated = without_origins(merged, ["branch"])
+    assert "branch" not in ablated["origins"] and ablated["features"].shape[0] == len(ablated["labels"]) < len(merged["labels"])

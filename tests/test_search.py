@@ -103,6 +103,41 @@ def test_greedy_takes_the_first_alternative_everywhere():
     assert len(r.step_scores) == len(rows) and r.weakest_argument() is not None
 
 
+class GreedyOnlySession(ScriptedSession):
+    def propose(self, answer, n, temperature):
+        return super().propose(answer, n, 0)
+
+
+class GreedyOnlyPolicy(ScriptedPolicy):
+    def session(self, messages, plan, compute, *, seed=0):
+        return GreedyOnlySession(plan, compute, seed)
+
+
+class DislikesRepeats(Scorer):
+    """1.0 everywhere except inside a second call of the same function (0.05)."""
+
+    granularity = "step"
+
+    def session(self, messages, plan, compute, *, policy_session=None):
+        class S(ScorerSession):
+            def score(self, pairs):
+                return [0.05 if c.text.count("get_weather") > 1 else 1.0 for _, c in pairs]
+
+        return S()
+
+
+def test_judge_beam_drops_the_repeated_calls_scores_with_its_steps():
+    # the policy writes get_weather(Berlin, f) twice; the repeat rule drops the second call and
+    # ends the answer: its low step scores must not stay in the aggregate or the step scores
+    cfg = SearchConfig(strategy="beam", rank="prm", beams=1, expand=2, temperature=1.0, aggregation="min")
+    r = ToolPRMSearch(GreedyOnlyPolicy(), DislikesRepeats(), cfg).search("q", [WEATHER, TIME])
+    assert r.tool_calls() == [{"name": "get_weather", "arguments": {"city": "Berlin", "unit": "f"}}]
+    assert any(c["score"] == 0.05 for rnd in r.trace for c in rnd["candidates"]), "the repeated call was judged"
+    decided = [s for s in r.answer.steps if not s.forced]
+    assert len(r.step_scores) == len(decided) and min(r.step_scores) == 1.0
+    assert r.score == 1.0
+
+
 def test_beam_search_follows_the_scorer_to_the_gold_answer():
     r = run("beam", GOLD, beams=1, expand=32, temperature=1.0)
     assert r.calls == GOLD

@@ -90,3 +90,15 @@ def test_verify_table_counts_only_committed_decisions_the_judge_doubts():
     assert rows[0] == {"gate": 0.5, "verify": 0.5, "decisions": 3, "committed": 2, "doubted": 1,
                        "policy_right_doubted": 0, "weighted_right_doubted": 1}
     assert rows[1]["doubted"] == 0, "a threshold below every score doubts nothing"
+
+
+def test_weights_are_never_written_from_a_benchmark_and_pick_accuracy_splits_by_kind():
+    from toolprm_agents.training.search_weights import main, pick_by_kind
+
+    with pytest.raises(SystemExit):
+        main(["--bfcl", "multiple", "--write"])  # evaluation only: refused before any model loads
+    d = [[((0.0, 1.0, 0.0), True), ((-1.0, 0.0, 0.0), False)],   # judge right, policy right
+         [((0.0, 0.0, 0.0), False), ((-1.0, 2.0, 0.0), True)]]    # judge right, policy wrong
+    rows = pick_by_kind(d, ["ARG", "FUNC_NAME"], {"policy": {"policy": 1.0}, "judge": {"judge": 1.0}})
+    assert rows["ARG"] == {"policy": 1.0, "judge": 1.0, "decisions": 1}
+    assert rows["FUNC_NAME"] == {"policy": 0.0, "judge": 1.0, "decisions": 1}

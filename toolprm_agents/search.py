@@ -636,10 +636,13 @@ def prm_beam(run: SearchRun) -> Found:
                 pool.append((p, Beam(child, list(beam.scores), count)))
         if not pool:
             break
-        scores = scorer.score([(beams[p].answer if b.answer.text.startswith(beams[p].answer.text) else PartialAnswer(b.answer.steps[:-1]), b.answer)
-                               for p, b in pool])
-        for (_, b), s in zip(pool, scores):
+        scores = scorer.score([_judged_pair(beams[p].answer, b.answer) for p, b in pool])
+        for (p, b), s in zip(pool, scores):
             b.scores.append(s)
+            if unit == "step" and not b.answer.text.startswith(beams[p].answer.text):
+                # the repeated-call rule dropped the call just made and ended the answer: the
+                # dropped call's step scores leave the aggregate (min/prod/mean) with its steps
+                b.scores = step_confidences(b.scores, b.answer)
             b.confidence = list(b.scores)
         order = sorted(range(len(pool)), key=lambda i: -pool[i][1].value(cfg.aggregation))
         kept = set(order[: cfg.beams])

@@ -72,12 +72,13 @@ def unit_rows(units) -> tuple[list[list[str]], list[list[str]]]:
 def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, model_ref: str = "smollm2",
             layers: Sequence[int] = DEFAULT_LAYERS, shard_size: int = 50, max_groups: int | None = None,
             budget_seconds: float | None = None, batch_rows: int = 16, max_prompt_tokens: int = 1536, seed: int = 0,
-            reverse: bool = False, kind: str = "toolprm") -> int:
+            reverse: bool = False, kind: str = "toolprm", only_ids: set[str] | None = None) -> int:
     """Write the features of ``split``'s units of judge ``kind`` (toolprm: steps, cprm: calls,
     orm: answers) in shards; returns the shards written now.
 
     ``reverse``: take the shards last first -- a second process started that way shares the
-    work with one going forward (each skips the shards already written) and they meet."""
+    work with one going forward (each skips the shards already written) and they meet.
+    ``only_ids``: the examples to read (e.g. those with policy branches), before the shuffle."""
     from ..compute import Compute
     from ..context import ContextStore
     from ..models import load_causal_lm
@@ -87,6 +88,8 @@ def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, mod
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if only_ids is not None:
+        rows = [r for r in rows if r["id"] in only_ids]
     groups = judge_units(rows, kind)
     random.Random(f"probe-{seed}-{split}").shuffle(groups)
     if max_groups is not None:
@@ -139,12 +142,59 @@ def extract(rows: Sequence[dict], out_dir: str | os.PathLike, *, split: str, mod
     return written
 
 
+#: answer origins the policy made (gold-prefix branches and their off-gold continuations, rollouts)
+POLICY_ORIGINS = ("branch", "offgold", "sample")
+
+
+def policy_made_ids(rows: Sequence[dict]) -> set[str]:
+    """Ids of the examples with at least one answer the policy made (:data:`POLICY_ORIGINS`)."""
+    return {r["id"] for r in rows if r.get("origin") in POLICY_ORIGINS}
+
+
+def merge_features(*parts: dict) -> dict:
+    """Feature sets joined, each unit (example id, judged text) once (the first one kept)."""
+    parts = [p for p in parts if p["labels"]]
+    if not parts:
+        return _no_features()
+    seen = set()
+    out = {"layers": parts[0]["layers"]}
+    feats = []
+    lists = {n: [] for n in ("labels", "kinds", "origins", "keys", "contexts")}
+    for p in parts:
+        keep = []
+        for i, key in enumerate(p["keys"]):
+            key = tuple(key)
+            if key in seen:
+                continue
+            seen.add(key)
+            keep.append(i)
+        feats.append(p["features"][keep])
+        for n in lists:
+            lists[n] += [p[n][i] for i in keep]
+    out["features"] = torch.cat(feats)
+    out.update(lists)
+    return out
+
+
+def without_origins(feats: dict, origins: Sequence[str]) -> dict:
+    """``feats`` less the units whose origin is one of ``origins`` (an ablation of that data)."""
+    keep = [i for i, o in enumerate(feats["origins"]) if o not in origins]
+    out = {"layers": feats["layers"], "features": feats["features"][keep] if len(feats["labels"]) else feats["features"]}
+    for n in ("labels", "kinds", "origins", "keys", "contexts"):
+        out[n] = [feats[n][i] for i in keep]
+    return out
+
+
+def _no_features() -> dict:
+    return {"features": torch.zeros(0, 0), "labels": [], "kinds": [], "origins": [], "keys": [], "contexts": [], "layers": []}
+
+
 def load_features(out_dir: str | os.PathLike, split: str) -> dict:
     """All shards of ``split`` joined: ``features`` [N, D] float16 and per-unit lists."""
-    parts = [torch.load(p, weights_only=False) for p in sorted(Path(out_dir).glob(f"{split}-*.pt"))]
+    parts = [torch.load(p, weights_only=False) for p in sorted(Path(out_dir).glob(f"{split}-[0-9]*.pt"))]
     parts = [p for p in parts if len(p["labels"])]
     if not parts:
-        return {"features": torch.zeros(0, 0), "labels": [], "kinds": [], "origins": [], "keys": [], "contexts": [], "layers": []}
+        return _no_features()
     joined = {"features": torch.cat([p["features"] for p in parts]), "layers": parts[0]["layers"]}
     for name in ("labels", "kinds", "origins", "keys", "contexts"):
         joined[name] = [x for p in parts for x in p[name]]
@@ -485,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="pointwise: +/- log-loss of every unit; pairwise: right against wrong alternatives of one decision")
     ap.add_argument("--reverse", action="store_true", help="extract the shards last first (a second process)")
     ap.add_argument("--shard-size", type=int, default=20)
+    ap.add_argument("--policy-made", action="store_true", help="extract: also every example with answers the policy made "
+                    "(gold-prefix branches, off-gold continuations, rollouts), as split SPLIT-policy, whatever --max-groups says; "
+                    "fit: train and calibrate on them too")
+    ap.add_argument("--drop-origins", default="", help="fit without the units of these origins (e.g. branch,offgold: the ablation)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -503,6 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if left <= 0:
                 break
             rows = load_dataset_split(args.data, split)
+            if args.policy_made:
+                extract(rows, feats_dir, split=f"{split}-policy", budget_seconds=left, shard_size=args.shard_size,
+                        reverse=args.reverse, kind=kind, only_ids=policy_made_ids(rows))
+                left = args.budget_minutes * 60 - (time.monotonic() - t0)
+                if left <= 0:
+                    break
             extract(rows, feats_dir, split=split, max_groups=int(limits.get(split, 10**9)), budget_seconds=left,
                     shard_size=args.shard_size, reverse=args.reverse, kind=kind)
         for cat in filter(None, args.bfcl.split(",")):
@@ -511,14 +571,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 extract(bfcl_rows(cat, args.bfcl_items), feats_dir, split=f"bfcl-{cat}", budget_seconds=left,
                         shard_size=args.shard_size, reverse=args.reverse, kind=kind)
     if args.stage in ("fit", "all"):
-        train, calib, test = (load_features(feats_dir, s) for s in ("train", "calib", "test"))
+        train, calib, test = (merge_features(load_features(feats_dir, f"{s}-policy"), load_features(feats_dir, s))
+                              if args.policy_made else load_features(feats_dir, s) for s in ("train", "calib", "test"))
+        dropped = tuple(filter(None, args.drop_origins.split(",")))
+        if dropped:
+            train, calib = without_origins(train, dropped), without_origins(calib, dropped)
         if not train["labels"] or not calib["labels"]:
             print("fit: features of the train and calib splits are needed first (--stage extract)")
             return 2
         t1 = time.monotonic()
         model, fit_report = fit(train, calib, hidden_grid=[int(h) for h in args.hidden.split(",")], by_kind=kind == "toolprm",
                                 loss=args.loss)
-        report = {"kind": kind, "loss": args.loss, "hidden": args.hidden, "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
+        report = {"kind": kind, "loss": args.loss, "hidden": args.hidden, "policy_made": args.policy_made,
+                  "dropped_origins": list(dropped), "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
                   "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
                   "layers": train["layers"], "fit": fit_report}
         if test["labels"]:
@@ -530,6 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items), kind)
                 report[f"bfcl-{cat}"]["examples"] = len({k[0] for k in feats["keys"]})
         name = "report.json" if (args.loss, args.hidden) == ("pointwise", "0") else f"report-{args.loss}-hidden{args.hidden.replace(',', '_')}.json"
+        if args.policy_made or dropped:
+            name = name.replace(".json", ("-policy" if args.policy_made else "") + "".join(f"-no-{o}" for o in dropped) + ".json")
         (work / name).write_text(json.dumps(report, indent=2, default=float) + "\n")
         t = report.get("test", {})
         print(f"probe ({kind}): {report['train_units']} train units; test AUROC {t.get('step_auroc', float('nan')):.3f}, "

@@ -259,18 +259,25 @@ def format_metrics(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def bfcl_examples(category: str, n: int) -> list:
+    """The first ``n`` items of a BFCL category as :class:`~.sources.Example` (gold calls
+    from the possible answer; none for irrelevance): for *evaluating* only."""
+    from ..evaluation.bfcl import ground_truth_calls, load_category
+    from .sources import Example
+
+    return [Example(f"bfcl/{it.id}", "bfcl", it.messages, it.tools, ground_truth_calls(it.expected, it.tools))
+            for it in load_category(category)[:n]]
+
+
 def bfcl_rows(category: str, n: int, *, per_example: int = 12, seed: int = 0) -> list[dict]:
     """Dataset rows (split ``test``) of the first ``n`` items of a BFCL category: each item's gold
     answer (one the possible answer accepts; "no call" for irrelevance) and its model-free
     perturbations (:mod:`.perturb`), labelled like the training data. For *evaluating* a judge
     on the benchmark's own queries and tools only -- never for training or fitting anything.
     """
-    from ..evaluation.bfcl import ground_truth_calls, load_category
     from .dataset import build_rows
     from .perturb import PerturbConfig, perturb_examples
-    from .sources import Example
 
-    exs = [Example(f"bfcl/{it.id}", "bfcl", it.messages, it.tools, ground_truth_calls(it.expected, it.tools))
-           for it in load_category(category)[:n]]
+    exs = bfcl_examples(category, n)
     rows = build_rows(perturb_examples(exs, PerturbConfig(per_example=per_example, seed=seed)), test_fraction=1.0, seed=seed)
     return [r for r in rows if r["split"] == "test"]

@@ -116,8 +116,10 @@ def label(prefix, step, gold) -> bool:
     return True
 
 
-def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8, seed: int = 0) -> list[Decision]:
-    """The labelled, featurised candidate sets at every decision along ``example``'s gold answer."""
+def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8, seed: int = 0,
+                 kinds: list[str] | None = None) -> list[Decision]:
+    """The labelled, featurised candidate sets at every decision along ``example``'s gold answer
+    (with ``kinds``, the step kind of each decision's gold step is appended to it)."""
     from ..compute import Compute
     from ..prompt import normalize_messages
     from ..schema import to_tool_specs
@@ -135,9 +137,11 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
     from .branching import gold_decisions
 
     out: list[Decision] = []
-    for _i, prefix, _gold_step, cands in gold_decisions(session, gold, m=m, temperature=temperature):
+    for _i, prefix, gold_step, cands in gold_decisions(session, gold, m=m, temperature=temperature):
         if len(cands) < 2:
             continue
+        if kinds is not None:
+            kinds.append(gold_step.kind.name)
         children = [plan.settle(prefix.extend(c.step)) for c in cands]
         pairs = [(prefix if ch.text.startswith(prefix.text) else PartialAnswer(ch.steps[:-1]), ch) for ch in children]
         scores = judging.score(pairs)
@@ -252,6 +256,26 @@ def pick_accuracy(decisions: Sequence[Decision], weights: dict[str, float]) -> t
     return (hits / len(usable) if usable else float("nan")), len(usable)
 
 
+def pick_by_kind(decisions: Sequence[Decision], kinds: Sequence[str], rankings: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Pick accuracy of each ranking (name -> weights) per step kind of the decisions
+    (``kinds[i]`` is the kind of ``decisions[i]``), with the decision count.
+
+        >>> d = [[((0.0, 1.0, 0.0), True), ((-1.0, 0.0, 0.0), False)], [((0.0, 1.0, 0.0), False), ((-1.0, 0.0, 0.0), True)]]
+        >>> pick_by_kind(d, ["ARG", "FUNC_NAME"], {"judge only": {"judge": 1.0}})["FUNC_NAME"]["judge only"]
+        0.0
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for kind in sorted(set(kinds)):
+        ds = [d for d, k in zip(decisions, kinds) if k == kind]
+        row: dict[str, Any] = {}
+        for name, w in rankings.items():
+            acc, n = pick_accuracy(ds, w)
+            row[name] = round(acc, 4) if n else None
+            row["decisions"] = n
+        out[kind] = row
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="training/recipes/cpu-smollm2.yaml")
@@ -265,7 +289,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--split", default=None, help="take the queries from this split of --data (e.g. calib: held out from "
                     "the judge's training) instead of the recipe's unselected examples (a recipe that takes every example has none)")
     ap.add_argument("--data", default=None, help="the judge's dataset folder, for --split")
+    ap.add_argument("--bfcl", default=None, help="EVALUATION ONLY: the first --queries items of this BFCL category "
+                    "(e.g. multiple); reports how the policy, the judge and the checkpoint's stored weights pick among the "
+                    "policy's own candidates on the benchmark; fits nothing and never writes (--write is refused)")
     args = ap.parse_args(argv)
+    if args.bfcl and args.write:
+        ap.error("--bfcl evaluates on a benchmark: nothing fitted there may be written (drop --write)")
 
     import torch
     import yaml
@@ -279,13 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "decisions.jsonl"
-    done = {}
+    done, kinds_of = {}, {}
     if cache.exists():
         for line in cache.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
                 done[row["id"]] = row["decisions"]
-    if args.split:
+                kinds_of[row["id"]] = row.get("kinds")
+    if args.bfcl:
+        from .rm_eval import bfcl_examples
+
+        examples = bfcl_examples(args.bfcl, args.queries)
+    elif args.split:
         if not args.data:
             ap.error("--split needs --data (the judge's dataset folder)")
         examples = split_examples(args.data, args.split, args.queries)
@@ -302,19 +336,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             if time.perf_counter() - t0 > args.budget_minutes * 60:
                 print(f"budget of {args.budget_minutes} min reached; run again to continue", flush=True)
                 break
+            kinds: list[str] = []
             try:
-                ds = decisions_of(policy, judge, ex, m=args.expand)
+                ds = decisions_of(policy, judge, ex, m=args.expand, kinds=kinds)
             except Exception as exc:  # an example the plan cannot hold (too long, odd schema): skip it, say so
                 print(f"skip {ex.id}: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
-                ds = []
+                ds, kinds = [], []
             done[ex.id] = [[[list(ft), bool(r)] for ft, r in d] for d in ds]
-            f.write(json.dumps({"id": ex.id, "source": ex.source, "decisions": done[ex.id]}) + "\n")
+            kinds_of[ex.id] = kinds
+            f.write(json.dumps({"id": ex.id, "source": ex.source, "decisions": done[ex.id], "kinds": kinds}) + "\n")
             f.flush()
     ids = [ex.id for ex in examples if ex.id in done]
     from .sources import stable_seed
 
-    fit_ids = {i for i in ids if stable_seed("fit", i) % 2 == 0}
     as_dec = lambda rows: [[(tuple(ft), r) for ft, r in d] for d in rows]  # noqa: E731
+    if args.bfcl:
+        return _evaluate_only(args, checkpoint, ids, {i: as_dec(done[i]) for i in ids}, kinds_of, work)
+
+    fit_ids = {i for i in ids if stable_seed("fit", i) % 2 == 0}
     fit_d = [d for i in ids if i in fit_ids for d in as_dec(done[i])]
     held_d = [d for i in ids if i not in fit_ids for d in as_dec(done[i])]
     weights = fit_weights(fit_d)
@@ -330,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fitted": pick_accuracy(held_d, weights),
         },
         "gate_held_out": gate_table(held_d, weights),
+        "by_kind_held_out": _by_kind([i for i in ids if i not in fit_ids], {i: as_dec(done[i]) for i in ids}, kinds_of,
+                                     {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}),
         "verify_held_out": verify_table(held_d, weights),
         "recipe": args.recipe,
         "queries_from": f"{args.data} split {args.split}" if args.split else "the recipe's unselected examples",
@@ -345,6 +386,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  f"({len(fit_d)} decisions; pick accuracy on the other half in the model card)"}
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         print(f"wrote search_weights to {path}")
+    return 0
+
+
+def _by_kind(ids, decisions: dict, kinds_of: dict, rankings: dict) -> dict:
+    """:func:`pick_by_kind` over the queries ``ids`` whose cached decisions carry their kinds."""
+    ds, ks = [], []
+    for i in ids:
+        kinds = kinds_of.get(i)
+        if kinds is None or len(kinds) != len(decisions[i]):
+            continue  # cached before kinds were recorded
+        ds += decisions[i]
+        ks += kinds
+    return pick_by_kind(ds, ks, rankings)
+
+
+def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds_of: dict, work: Path) -> int:
+    """The ``--bfcl`` report: the policy, the judge and the checkpoint's stored weights picking
+    among the policy's candidates on a benchmark's gold prefixes. Nothing is fitted."""
+    from ..judges import CONFIG_NAME
+
+    stored = json.loads((Path(checkpoint) / CONFIG_NAME).read_text()).get("search_weights") or {"policy": 1.0, "judge": 1.0, "vote": 1.0}
+    stored = {k: float(stored[k]) for k in FEATURES if k in stored}
+    all_d = [d for i in ids for d in decisions[i]]
+    rankings = {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "stored weights": stored}
+    report = {
+        "evaluation_only": f"BFCL {args.bfcl}, first {args.queries} items: nothing here was fitted or written",
+        "queries": len(ids), "decisions": len(all_d), "stored_weights": stored,
+        "pick_accuracy": {name: pick_accuracy(all_d, w) for name, w in rankings.items()},
+        "by_kind": _by_kind(ids, decisions, kinds_of, rankings),
+        "gate": gate_table(all_d, stored), "verify": verify_table(all_d, stored), "checkpoint": checkpoint,
+    }
+    (work / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
     return 0
 
 
