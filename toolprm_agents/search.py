@@ -453,6 +453,25 @@ def step_confidences(confidence: Sequence[float | None], answer: PartialAnswer) 
     return conf
 
 
+def decision_type(kinds) -> str:
+    """What a decision chooses between, from its candidates' step kinds (no gold answer
+    needed): ``end`` (another call or the end of the answer, "no call" included), ``arg_end``
+    (another argument or the end of the call), ``name`` (a function name), ``value`` (an
+    argument's value).
+
+        >>> decision_type([StepKind.FUNC_NAME, StepKind.TOTAL_FINISH]), decision_type([StepKind.ARG])
+        ('end', 'value')
+    """
+    kinds = set(kinds)
+    if StepKind.TOTAL_FINISH in kinds:
+        return "end"
+    if StepKind.PARAM_FINISH in kinds:
+        return "arg_end"
+    if StepKind.FUNC_NAME in kinds:
+        return "name"
+    return "value"
+
+
 def _judged_pair(parent: PartialAnswer, child: PartialAnswer) -> tuple[PartialAnswer, PartialAnswer]:
     """The ``(context, candidate)`` a step judge reads for ``child``: its parent, or, where the
     repeated-call rule rewrote the answer, the child without its last step."""

@@ -117,9 +117,12 @@ def label(prefix, step, gold) -> bool:
 
 
 def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8, seed: int = 0,
-                 kinds: list[str] | None = None) -> list[Decision]:
+                 kinds: list[str] | None = None, types: list[str] | None = None) -> list[Decision]:
     """The labelled, featurised candidate sets at every decision along ``example``'s gold answer
-    (with ``kinds``, the step kind of each decision's gold step is appended to it)."""
+    (with ``kinds``, the step kind of each decision's gold step is appended to it; with
+    ``types``, its :func:`~toolprm_agents.search.decision_type`, which needs no gold answer)."""
+    from ..search import decision_type
+
     from ..compute import Compute
     from ..prompt import normalize_messages
     from ..schema import to_tool_specs
@@ -142,6 +145,8 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
             continue
         if kinds is not None:
             kinds.append(gold_step.kind.name)
+        if types is not None:
+            types.append(decision_type(c.step.kind for c in cands))
         children = [plan.settle(prefix.extend(c.step)) for c in cands]
         pairs = [(prefix if ch.text.startswith(prefix.text) else PartialAnswer(ch.steps[:-1]), ch) for ch in children]
         scores = judging.score(pairs)
@@ -308,13 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     cache = work / "decisions.jsonl"
-    done, kinds_of = {}, {}
+    done, kinds_of, types_of = {}, {}, {}
     if cache.exists():
         for line in cache.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
                 done[row["id"]] = row["decisions"]
                 kinds_of[row["id"]] = row.get("kinds")
+                types_of[row["id"]] = row.get("types")
     if args.bfcl:
         from .rm_eval import bfcl_examples
 
@@ -337,21 +343,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"budget of {args.budget_minutes} min reached; run again to continue", flush=True)
                 break
             kinds: list[str] = []
+            types: list[str] = []
             try:
-                ds = decisions_of(policy, judge, ex, m=args.expand, kinds=kinds)
+                ds = decisions_of(policy, judge, ex, m=args.expand, kinds=kinds, types=types)
             except Exception as exc:  # an example the plan cannot hold (too long, odd schema): skip it, say so
                 print(f"skip {ex.id}: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
-                ds, kinds = [], []
+                ds, kinds, types = [], [], []
             done[ex.id] = [[[list(ft), bool(r)] for ft, r in d] for d in ds]
-            kinds_of[ex.id] = kinds
-            f.write(json.dumps({"id": ex.id, "source": ex.source, "decisions": done[ex.id], "kinds": kinds}) + "\n")
+            kinds_of[ex.id], types_of[ex.id] = kinds, types
+            f.write(json.dumps({"id": ex.id, "source": ex.source, "decisions": done[ex.id], "kinds": kinds, "types": types}) + "\n")
             f.flush()
     ids = [ex.id for ex in examples if ex.id in done]
     from .sources import stable_seed
 
     as_dec = lambda rows: [[(tuple(ft), r) for ft, r in d] for d in rows]  # noqa: E731
     if args.bfcl:
-        return _evaluate_only(args, checkpoint, ids, {i: as_dec(done[i]) for i in ids}, kinds_of, work)
+        return _evaluate_only(args, checkpoint, ids, {i: as_dec(done[i]) for i in ids}, kinds_of, types_of, work)
 
     fit_ids = {i for i in ids if stable_seed("fit", i) % 2 == 0}
     fit_d = [d for i in ids if i in fit_ids for d in as_dec(done[i])]
@@ -370,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "gate_held_out": gate_table(held_d, weights),
         "by_kind_held_out": _by_kind([i for i in ids if i not in fit_ids], {i: as_dec(done[i]) for i in ids}, kinds_of,
+                                     {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}),
+        "by_type_held_out": _by_kind([i for i in ids if i not in fit_ids], {i: as_dec(done[i]) for i in ids}, types_of,
                                      {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}),
         "verify_held_out": verify_table(held_d, weights),
         "recipe": args.recipe,
@@ -401,7 +410,7 @@ def _by_kind(ids, decisions: dict, kinds_of: dict, rankings: dict) -> dict:
     return pick_by_kind(ds, ks, rankings)
 
 
-def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds_of: dict, work: Path) -> int:
+def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds_of: dict, types_of: dict, work: Path) -> int:
     """The ``--bfcl`` report: the policy, the judge and the checkpoint's stored weights picking
     among the policy's candidates on a benchmark's gold prefixes. Nothing is fitted."""
     from ..judges import CONFIG_NAME
@@ -415,6 +424,7 @@ def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds
         "queries": len(ids), "decisions": len(all_d), "stored_weights": stored,
         "pick_accuracy": {name: pick_accuracy(all_d, w) for name, w in rankings.items()},
         "by_kind": _by_kind(ids, decisions, kinds_of, rankings),
+        "by_type": _by_kind(ids, decisions, types_of, rankings),
         "gate": gate_table(all_d, stored), "verify": verify_table(all_d, stored), "checkpoint": checkpoint,
     }
     (work / "report.json").write_text(json.dumps(report, indent=2))
