@@ -121,12 +121,11 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
     """The labelled, featurised candidate sets at every decision along ``example``'s gold answer
     (with ``kinds``, the step kind of each decision's gold step is appended to it; with
     ``types``, its :func:`~toolprm_agents.search.decision_type`, which needs no gold answer)."""
-    from ..search import decision_type
-
     from ..compute import Compute
     from ..prompt import normalize_messages
     from ..schema import to_tool_specs
-    from ..steps import PartialAnswer, StepParseError, StepPlan
+    from ..search import _judged_pair, decision_type
+    from ..steps import StepParseError, StepPlan
 
     plan = StepPlan(to_tool_specs(example.tools))
     try:
@@ -148,8 +147,7 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
         if types is not None:
             types.append(decision_type(c.step.kind for c in cands))
         children = [plan.settle(prefix.extend(c.step)) for c in cands]
-        pairs = [(prefix if ch.text.startswith(prefix.text) else PartialAnswer(ch.steps[:-1]), ch) for ch in children]
-        scores = judging.score(pairs)
+        scores = judging.score([_judged_pair(prefix, ch) for ch in children])
         pol = [math.log(max(c.prob if c.prob is not None else 1.0, 1e-12)) + (c.mean_logprob if c.num_tokens else 0.0) for c in cands]
         sampled = [c.count if c.num_tokens else 0 for c in cands]
         total = sum(sampled)
@@ -356,14 +354,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ids = [ex.id for ex in examples if ex.id in done]
     from .sources import stable_seed
 
-    as_dec = lambda rows: [[(tuple(ft), r) for ft, r in d] for d in rows]  # noqa: E731
+    decisions = {i: [[(tuple(ft), r) for ft, r in d] for d in done[i]] for i in ids}
     if args.bfcl:
-        return _evaluate_only(args, checkpoint, ids, {i: as_dec(done[i]) for i in ids}, kinds_of, types_of, work)
+        return _evaluate_only(args, checkpoint, ids, decisions, kinds_of, types_of, work)
 
     fit_ids = {i for i in ids if stable_seed("fit", i) % 2 == 0}
-    fit_d = [d for i in ids if i in fit_ids for d in as_dec(done[i])]
-    held_d = [d for i in ids if i not in fit_ids for d in as_dec(done[i])]
+    held_ids = [i for i in ids if i not in fit_ids]
+    fit_d = [d for i in ids if i in fit_ids for d in decisions[i]]
+    held_d = [d for i in held_ids for d in decisions[i]]
     weights = fit_weights(fit_d)
+    rankings = {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}
     report = {
         "queries": len(ids),
         "decisions_fit": len(fit_d),
@@ -376,10 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fitted": pick_accuracy(held_d, weights),
         },
         "gate_held_out": gate_table(held_d, weights),
-        "by_kind_held_out": _by_kind([i for i in ids if i not in fit_ids], {i: as_dec(done[i]) for i in ids}, kinds_of,
-                                     {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}),
-        "by_type_held_out": _by_kind([i for i in ids if i not in fit_ids], {i: as_dec(done[i]) for i in ids}, types_of,
-                                     {"policy only": {"policy": 1.0}, "judge only": {"judge": 1.0}, "fitted": weights}),
+        "by_kind_held_out": _by_kind(held_ids, decisions, kinds_of, rankings),
+        "by_type_held_out": _by_kind(held_ids, decisions, types_of, rankings),
         "verify_held_out": verify_table(held_d, weights),
         "recipe": args.recipe,
         "queries_from": f"{args.data} split {args.split}" if args.split else "the recipe's unselected examples",
