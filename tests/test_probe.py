@@ -171,6 +171,11 @@ def test_the_model_card_states_the_fit_and_every_table(rows, tmp_path):
     assert "100 step units of 7 examples" in card and "step AUROC 0.910" in card and "pick accuracy 90.0 %" in card
     assert "simple_python (BFCL: evaluation only" in card and "| gold | 6 | 6 | 0 | 1.000 | n/a |" in card
     assert card.rstrip().endswith("```")
+    assert "No policy rollouts or gold-prefix branches are in it" in card
+    report.update(policy_made=True, train_by_origin={"branch": 40, "gold": 50, "offgold": 10}, train_policy_examples=3)
+    card = model_card(report, "python -m toolprm_agents.training.probe --policy-made --stage fit")
+    assert "40 step units of the policy's own alternatives at gold prefixes" in card and "10 step units of steps after a wrong step" in card
+    assert "3 train examples" in card and "No policy rollouts" not in card
 
 
 @pytest.mark.parametrize("kind, granularity", [("orm", "answer"), ("cprm", "call")])
@@ -271,3 +276,32 @@ def test_policy_made_examples_extract_apart_merge_once_and_drop_for_the_ablation
     assert "branch" in merged["origins"]
     ablated = without_origins(merged, ["branch"])
     assert "branch" not in ablated["origins"] and ablated["features"].shape[0] == len(ablated["labels"]) < len(merged["labels"])
+
+
+def test_evaluate_scores_a_saved_probe_on_the_test_features_and_refuses_what_is_not_one(tiny_model_dir, rows, tmp_path, capsys):
+    """``--stage evaluate`` reports a packaged probe on the same held-out units a new fit is
+    reported on: its figures equal :func:`evaluate` of the saved model; a folder that is not a
+    probe judge, or features of other layers, get a clear refusal."""
+    from toolprm_agents.training.dataset import save_dataset
+    from toolprm_agents.training.probe import evaluate, load_probe, main
+
+    test_rows = [dict(r, split="test") for r in rows]
+    data = tmp_path / "data"
+    save_dataset(test_rows, data)
+    work = tmp_path / "work"
+    extract(test_rows, work / "features", split="test", model_ref=str(tiny_model_dir), layers=LAYERS)
+    feats = load_features(work / "features", "test")
+    model, _ = fit(feats, feats, l2_grid=(1e-2,), min_units=5)
+    ckpt = save_probe_judge(model, LAYERS, tmp_path / "judge", base_model=str(tiny_model_dir))
+    assert main(["--stage", "evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--work", str(work)]) == 0
+    got = json.loads((work / "report-eval-judge.json").read_text())
+    want = evaluate(load_probe(ckpt / "probe.pt")[0], feats, test_rows)
+    assert got["step_auroc"] == pytest.approx(want["step_auroc"]) and got["decisions"] == want["decisions"] > 0
+    assert "test AUROC" in capsys.readouterr().out
+    (tmp_path / "lora").mkdir()
+    JudgeConfig(trained=True).save(tmp_path / "lora")
+    assert main(["--stage", "evaluate", "--checkpoint", str(tmp_path / "lora"), "--data", str(data), "--work", str(work)]) == 2
+    assert "not a probe judge" in capsys.readouterr().out
+    other = save_probe_judge(model, (3, 4), tmp_path / "other-layers", base_model=str(tiny_model_dir))
+    assert main(["--stage", "evaluate", "--checkpoint", str(other), "--data", str(data), "--work", str(work)]) == 2
+    assert "features are of layers" in capsys.readouterr().out

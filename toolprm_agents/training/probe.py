@@ -28,6 +28,7 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -467,6 +468,20 @@ def _table(title: str, m: dict, unit: str = "step") -> list[str]:
     return lines + [""]
 
 
+def _policy_made_sentence(report: dict, unit: str) -> str:
+    """What the model card says about the policy's own answers in the training data."""
+    origins = report.get("train_by_origin") or {}
+    made = {o: n for o, n in origins.items() if o in POLICY_ORIGINS and n}
+    if not report.get("policy_made") or not made:
+        return ("No policy rollouts or gold-prefix branches are in it: the policy's own errors reach it only through "
+                "the perturbations that imitate them.")
+    names = {"branch": "the policy's own alternatives at gold prefixes (gold-prefix branches)",
+             "offgold": "steps after a wrong step of the policy (off-gold continuations)", "sample": "steps of policy rollouts"}
+    parts = "; ".join(f"{n} {unit} units of {names[o]}" for o, n in sorted(made.items()))
+    return (f"Of the train units, {parts} (from the examples the branches stage reached: "
+            f"{report.get('train_policy_examples', '?')} train examples); the rest are gold steps and perturbations of them.")
+
+
 def model_card(report: dict, command: str) -> str:
     """The checkpoint's README from a fit report (what :func:`main` writes to ``report.json``)."""
     fit_ = report["fit"]
@@ -491,8 +506,7 @@ def model_card(report: dict, command: str) -> str:
         f"`training/data` decontaminated against every evaluation set, irrelevance and parallel augmentation, function masking, "
         f"model-free hard negatives (perturbed gold steps). Trained on **{report['train_units']} {unit} units of {report['train_examples']} "
         f"examples** of the train split (a random subset: features were extracted under a time budget); calibrated and chosen on "
-        f"{report['calib_units']} units of the calib split. No policy rollouts or gold-prefix branches are in it (they need the "
-        f"policy for ~13-17 h on this CPU): the policy's own errors reach it only through the perturbations that imitate them.", "",
+        f"{report['calib_units']} units of the calib split. " + _policy_made_sentence(report, unit), "",
         "## Fit", "",
         f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s; "
         f"loss: {report.get('loss', 'pointwise')} ({'+/- log-loss of every unit' if report.get('loss', 'pointwise') == 'pointwise' else 'right against wrong alternatives of one decision'}). "
@@ -515,6 +529,39 @@ def model_card(report: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
+    """``--stage evaluate``: the test-split table of an existing probe judge, on the features in
+    ``--work`` (with ``--policy-made``, the policy-made units too), so that two judges are
+    compared on the same held-out units. Writes ``report-eval-NAME.json``."""
+    from ..judges import JudgeConfig
+    from .dataset import load_dataset_split
+
+    if not args.checkpoint:
+        print("evaluate: --checkpoint DIR (a probe judge) is needed")
+        return 2
+    ck = Path(args.checkpoint)
+    cfg = JudgeConfig.load(ck) if (ck / "toolprm_config.json").is_file() else None
+    if cfg is None or not cfg.probe:
+        print(f"evaluate: {ck} is not a probe judge (no toolprm_config.json naming a probe)")
+        return 2
+    model, layers = load_probe(ck / cfg.probe)
+    test = (merge_features(load_features(feats_dir, "test-policy"), load_features(feats_dir, "test"))
+            if args.policy_made else load_features(feats_dir, "test"))
+    if not test["labels"]:
+        print(f"evaluate: no test features in {feats_dir} (--stage extract first)")
+        return 2
+    if list(test["layers"]) != list(layers):
+        print(f"evaluate: the features are of layers {test['layers']}, the probe reads {layers}")
+        return 2
+    report = evaluate(model, test, load_dataset_split(args.data, "test"), args.kind)
+    report["examples"] = len({k[0] for k in test["keys"]})
+    report["checkpoint"] = str(ck)
+    (work / f"report-eval-{ck.name}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"{ck.name}: test AUROC {report['step_auroc']:.3f}, pick accuracy {report['decision_pick_acc']:.3f} "
+          f"over {report['decisions']} decisions ({report['judgements']} units of {report['examples']} examples)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -522,7 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", default="runs/cpu-smollm2-large/dataset", help="the dataset folder (train/test/calib parquet)")
     ap.add_argument("--kind", default="toolprm", choices=sorted(KIND_NAMES), help="the judge: toolprm (steps), cprm (calls), orm (answers)")
     ap.add_argument("--work", default=None, help="features and reports (resumable; default runs/probe, runs/probe-KIND for cprm and orm)")
-    ap.add_argument("--stage", choices=["extract", "fit", "all"], default="all")
+    ap.add_argument("--stage", choices=["extract", "fit", "all", "evaluate"], default="all",
+                    help="evaluate: score the test split's extracted features with the probe judge at --checkpoint")
+    ap.add_argument("--checkpoint", default=None, help="evaluate: a probe judge folder (toolprm_config.json + probe.pt)")
     ap.add_argument("--splits", default="test,calib,train", help="splits to extract, in order")
     ap.add_argument("--max-groups", default="train=100000,test=300,calib=200", help="examples per split")
     ap.add_argument("--budget-minutes", type=float, default=60.0, help="extraction time budget per run")
@@ -570,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if left > 0:
                 extract(bfcl_rows(cat, args.bfcl_items), feats_dir, split=f"bfcl-{cat}", budget_seconds=left,
                         shard_size=args.shard_size, reverse=args.reverse, kind=kind)
+    if args.stage == "evaluate":
+        return _evaluate_checkpoint(args, feats_dir, work)
     if args.stage in ("fit", "all"):
         train, calib, test = (merge_features(load_features(feats_dir, f"{s}-policy"), load_features(feats_dir, s))
                               if args.policy_made else load_features(feats_dir, s) for s in ("train", "calib", "test"))
@@ -585,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {"kind": kind, "loss": args.loss, "hidden": args.hidden, "policy_made": args.policy_made,
                   "dropped_origins": list(dropped), "train_units": len(train["labels"]), "train_examples": len({k[0] for k in train["keys"]}),
                   "calib_units": len(calib["labels"]), "fit_seconds": round(time.monotonic() - t1, 1),
+                  "train_by_origin": dict(sorted(Counter(train.get("origins") or []).items())),
+                  "train_policy_examples": len({k[0] for k, o in zip(train["keys"], train.get("origins") or []) if o in POLICY_ORIGINS}),
                   "layers": train["layers"], "fit": fit_report}
         if test["labels"]:
             report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"), kind)
@@ -611,9 +664,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "fit": fit_report, "metrics": report.get("test", {}), "data": str(args.data)}
             save_probe_judge(model, train["layers"], args.out, metadata=meta, kind=kind)
             k = "" if kind == "toolprm" else f" --kind {kind}"
-            command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth,dataset\n"
-                       f"python -m toolprm_agents.training.probe{k} --budget-minutes 60   # run again until the shards you want are there\n"
-                       f"python -m toolprm_agents.training.probe{k} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
+            pm = " --policy-made" if args.policy_made else ""
+            command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth"
+                       + (",branches,dataset   # branches: resumable, run again with --set branches.budget_minutes=N" if args.policy_made else ",dataset") + "\n"
+                       f"python -m toolprm_agents.training.probe{k}{pm} --max-groups {args.max_groups} --budget-minutes 60   # run again until the shards you want are there\n"
+                       f"python -m toolprm_agents.training.probe{k}{pm} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
             Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
     return 0
