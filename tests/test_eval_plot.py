@@ -142,6 +142,12 @@ def test_method_labels_of_the_new_strategies(tmp_path):
     run["config"]["search"]["rank"] = "prm"
     assert method_label(run) == "beam, ToolPRM"
     assert method_label({"config": {"search": {"strategy": "self_consistency"}, "scorer": None}}) == "self-consistency"
+    run["config"]["scorer"]["checkpoint"] = "packaged:toolprm-probe-smollm2"
+    assert method_label(run) == "beam, ToolPRM", "the packaged judge goes by its kind"
+    run["config"]["scorer"]["checkpoint"] = "toolprm_agents/checkpoints/toolprm-probe-smollm2"
+    assert method_label(run) == "beam, ToolPRM"
+    run["config"]["scorer"]["checkpoint"] = "runs/s21/toolprm-probe-branches/"
+    assert method_label(run) == "beam, ToolPRM [toolprm-probe-branches]", "a judge of one's own is named"
 
 
 def test_a_verify_run_is_labelled_apart_from_the_default_search():

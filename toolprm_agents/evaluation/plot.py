@@ -70,6 +70,10 @@ def _scorer(run: dict) -> str | None:
         return None
     name = sc.get("name", "?")
     pretty = {"toolprm": "ToolPRM", "orm": "ORM", "cprm": "C-PRM", "likelihood": "likelihood"}.get(name, name)
+    ck = str(sc.get("checkpoint") or "").replace("\\", "/")
+    folder = ck.removeprefix("packaged:").rstrip("/").rsplit("/", 1)[-1]
+    if folder and not ck.startswith("packaged:") and "toolprm_agents/checkpoints/" not in ck:
+        pretty += f" [{folder}]"  # a judge of one's own, told apart from the packaged one of that kind
     return pretty + (" (untrained)" if sc.get("trained") is False else "")
 
 
