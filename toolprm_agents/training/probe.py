@@ -667,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pm = " --policy-made" if args.policy_made else ""
             command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth"
                        + (",branches,dataset   # branches: resumable, run again with --set branches.budget_minutes=N" if args.policy_made else ",dataset") + "\n"
-                       f"python -m toolprm_agents.training.probe{k}{pm} --max-groups {args.max_groups} --budget-minutes 60   # run again until the shards you want are there\n"
+                       f"python -m toolprm_agents.training.probe{k}{pm} --budget-minutes 60   # run again until the shards you want are there "
+                       f"(this {unit} judge: {report['train_examples']} train examples)\n"
                        f"python -m toolprm_agents.training.probe{k}{pm} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
             Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
