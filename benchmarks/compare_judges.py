@@ -10,10 +10,6 @@ first judge against the last on the same decisions.
 
     python benchmarks/compare_judges.py toolprm_agents/checkpoints/toolprm-probe-smollm2 runs/s21/toolprm-probe-branches
 
-Example (the pairing on made-up picks)::
-
-    >>> discordant([True, True, False], [True, False, True])
-    (1, 1)
 """
 
 from __future__ import annotations
@@ -23,32 +19,27 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def discordant(a, b) -> tuple[int, int]:
-    """Decisions only ``a`` picks right, and only ``b``."""
-    return sum(1 for x, y in zip(a, b) if x and not y), sum(1 for x, y in zip(a, b) if y and not x)
-
-
 def main(argv=None) -> int:
     from toolprm_agents.evaluation.stats import mcnemar
-    from toolprm_agents.judges import JudgeConfig
+    from toolprm_agents.interfaces import ScorerError
     from toolprm_agents.training.dataset import load_dataset_split, origin_group, unit_table
-    from toolprm_agents.training.probe import load_features, load_probe, merge_features, score_units
+    from toolprm_agents.training.probe import POLICY_ORIGINS, load_probe_checkpoint, score_units, split_features
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="+", help="probe judge folders")
     ap.add_argument("--features", default="runs/probe/features")
     ap.add_argument("--data", default="runs/cpu-smollm2-large/dataset")
     args = ap.parse_args(argv)
-    feats = merge_features(load_features(args.features, "test-policy"), load_features(args.features, "test"))
+    feats = split_features(args.features, "test", policy_made=True)
     if not feats["labels"]:
         raise SystemExit(f"no test features in {args.features}: run the probe's extract stage first")
     info = unit_table(load_dataset_split(args.data, "test"), "toolprm")
     scores = {}
     for ck in args.checkpoints:
-        cfg = JudgeConfig.load(ck)
-        if not cfg.probe:
-            raise SystemExit(f"{ck} is not a probe judge")
-        scores[ck] = score_units(load_probe(Path(ck) / cfg.probe)[0], feats)
+        try:
+            scores[ck] = score_units(load_probe_checkpoint(ck)[1], feats)
+        except ScorerError as exc:
+            raise SystemExit(f"{ck} is not a probe judge: {exc}") from None
     by_ctx = defaultdict(list)
     for key in scores[args.checkpoints[0]]:
         if key in info:
@@ -58,7 +49,7 @@ def main(argv=None) -> int:
         labels = [bool(scores[args.checkpoints[0]][k][1]) for k in keys]
         if all(labels) or not any(labels):
             continue
-        made = {origin_group(info[k]["origin"]) for k in keys} & {"branch", "offgold", "sample"}
+        made = {origin_group(info[k]["origin"]) for k in keys} & set(POLICY_ORIGINS)
         tag = "with a policy-made alternative" if made else "gold and perturbations only"
         for ck in args.checkpoints:
             best = max(keys, key=lambda k: scores[ck][k][0])
@@ -70,9 +61,8 @@ def main(argv=None) -> int:
     for group, per in sorted(picks.items()):
         vals = [per[ck] for ck in args.checkpoints]
         print(f"| {group} | {len(vals[0])} | " + " | ".join(f"{100 * sum(v) / len(v):.1f}" for v in vals) + " |")
-    a, b = picks["all"][args.checkpoints[0]], picks["all"][args.checkpoints[-1]]
-    only_a, only_b = discordant(a, b)
-    print(f"\nonly {names[0]} right: {only_a}; only {names[-1]} right: {only_b}; exact McNemar p = {mcnemar(a, b).p:.4f}")
+    test = mcnemar(picks["all"][args.checkpoints[0]], picks["all"][args.checkpoints[-1]])
+    print(f"\nonly {names[0]} right: {test.a_only}; only {names[-1]} right: {test.b_only}; exact McNemar p = {test.p:.4f}")
     return 0
 
 

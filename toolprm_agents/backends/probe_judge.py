@@ -36,19 +36,10 @@ class ProbeJudge(Scorer):
     """A judge of its config's kind: a probe over the base model's hidden states (see the module docstring)."""
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *, model=None, config: JudgeConfig | None = None):
-        from ..training.probe import load_probe
+        from ..training.probe import load_probe_checkpoint
 
         self.checkpoint = Path(checkpoint) if checkpoint is not None else packaged_checkpoint("toolprm")
-        self.config = config or JudgeConfig.load(self.checkpoint)
-        if not self.config.probe:
-            raise ScorerError(f"{self.checkpoint}: {self.config!r} names no probe file")
-        path = self.checkpoint / self.config.probe
-        if not path.is_file():
-            raise ScorerError(f"{self.checkpoint}: the probe weights {self.config.probe!r} are missing")
-        try:
-            self.probe, self.layers = load_probe(path)
-        except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
-            raise ScorerError(f"{path}: not a probe judge's weights: {exc}") from None
+        self.config, self.probe, self.layers = load_probe_checkpoint(self.checkpoint, config)
         self.kind = self.name = self.config.kind
         self.granularity = self.config.granularity
         if model is None:

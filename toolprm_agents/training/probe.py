@@ -40,7 +40,7 @@ from .dataset import judge_units, unit_table
 
 log = logging.getLogger(__name__)
 
-__all__ = ["unit_rows", "extract", "load_features", "fit", "ProbeWeights", "ProbeSet", "save_probe_judge", "load_probe", "score_units"]
+__all__ = ["unit_rows", "extract", "load_features", "split_features", "load_probe_checkpoint", "fit", "ProbeWeights", "ProbeSet", "save_probe_judge", "load_probe", "score_units"]
 
 
 def unit_rows(units) -> tuple[list[list[str]], list[list[str]]]:
@@ -200,6 +200,14 @@ def load_features(out_dir: str | os.PathLike, split: str) -> dict:
     for name in ("labels", "kinds", "origins", "keys", "contexts"):
         joined[name] = [x for p in parts for x in p[name]]
     return joined
+
+
+def split_features(out_dir: str | os.PathLike, split: str, *, policy_made: bool = False) -> dict:
+    """:func:`load_features` of ``split``; with ``policy_made``, its ``SPLIT-policy`` shards
+    merged in first (:func:`merge_features`: each unit once)."""
+    if not policy_made:
+        return load_features(out_dir, split)
+    return merge_features(load_features(out_dir, f"{split}-policy"), load_features(out_dir, split))
 
 
 # ------------------------------------------------------------------------------------------
@@ -425,6 +433,27 @@ def load_probe(path: str | os.PathLike) -> tuple[ProbeSet, list[int]]:
     return model, [int(x) for x in state["layers"]]
 
 
+def load_probe_checkpoint(checkpoint: str | os.PathLike, config=None):
+    """``(config, probe, layers)`` of a probe judge folder (``toolprm_config.json``, or the
+    ``config`` read from it already, naming its ``probe.pt``); a
+    :class:`~toolprm_agents.interfaces.ScorerError` that names what is wrong for a folder that
+    is not one, a missing weights file or a foreign one."""
+    from ..interfaces import ScorerError
+    from ..judges import JudgeConfig
+
+    config = config or JudgeConfig.load(checkpoint)
+    if not config.probe:
+        raise ScorerError(f"{checkpoint}: {config!r} names no probe file")
+    path = Path(checkpoint) / config.probe
+    if not path.is_file():
+        raise ScorerError(f"{checkpoint}: the probe weights {config.probe!r} are missing")
+    try:
+        model, layers = load_probe(path)
+    except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
+        raise ScorerError(f"{path}: not a probe judge's weights: {exc}") from None
+    return config, model, layers
+
+
 def score_units(model: ProbeSet, feats: dict) -> dict:
     """``{(group id, judged text): (p, label)}`` for :func:`~.rm_eval.step_breakdown`."""
     kinds = feats.get("kinds") or ["all"] * len(feats["labels"])
@@ -533,20 +562,19 @@ def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
     """``--stage evaluate``: the test-split table of an existing probe judge, on the features in
     ``--work`` (with ``--policy-made``, the policy-made units too), so that two judges are
     compared on the same held-out units. Writes ``report-eval-NAME.json``."""
-    from ..judges import JudgeConfig
+    from ..interfaces import ScorerError
     from .dataset import load_dataset_split
 
     if not args.checkpoint:
         print("evaluate: --checkpoint DIR (a probe judge) is needed")
         return 2
     ck = Path(args.checkpoint)
-    cfg = JudgeConfig.load(ck) if (ck / "toolprm_config.json").is_file() else None
-    if cfg is None or not cfg.probe:
-        print(f"evaluate: {ck} is not a probe judge (no toolprm_config.json naming a probe)")
+    try:
+        _, model, layers = load_probe_checkpoint(ck)
+    except ScorerError as exc:
+        print(f"evaluate: {ck} is not a probe judge: {exc}")
         return 2
-    model, layers = load_probe(ck / cfg.probe)
-    test = (merge_features(load_features(feats_dir, "test-policy"), load_features(feats_dir, "test"))
-            if args.policy_made else load_features(feats_dir, "test"))
+    test = split_features(feats_dir, "test", policy_made=args.policy_made)
     if not test["labels"]:
         print(f"evaluate: no test features in {feats_dir} (--stage extract first)")
         return 2
@@ -622,8 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage == "evaluate":
         return _evaluate_checkpoint(args, feats_dir, work)
     if args.stage in ("fit", "all"):
-        train, calib, test = (merge_features(load_features(feats_dir, f"{s}-policy"), load_features(feats_dir, s))
-                              if args.policy_made else load_features(feats_dir, s) for s in ("train", "calib", "test"))
+        train, calib, test = (split_features(feats_dir, s, policy_made=args.policy_made) for s in ("train", "calib", "test"))
         dropped = tuple(filter(None, args.drop_origins.split(",")))
         if dropped:
             train, calib = without_origins(train, dropped), without_origins(calib, dropped)
