@@ -73,6 +73,23 @@ def test_default_scorer_record_reads_the_packaged_checkpoint():
     assert scorer_record(p.parse_args(["--benchmark", "bfcl:simple", "--strategy", "greedy"])) is None
 
 
+def test_the_run_records_the_weights_and_verify_setting_its_judge_checkpoint_fills_in(tmp_path):
+    from toolprm_agents.evaluation.cli import _eval_parser, resolved_record
+    from toolprm_agents.scorers import JudgeConfig
+    import argparse
+
+    p = argparse.ArgumentParser()
+    _eval_parser(p)
+    JudgeConfig(trained=True, search_weights={"policy": 0.1, "judge": 0.7, "vote": 0.6, "verify": 0.5,
+                                              "verify_types": ["end"]}).save(tmp_path)
+    args = ["--benchmark", "bfcl:simple", "--prm", str(tmp_path)]
+    assert resolved_record(p.parse_args(args)) == {"weights": [0.1, 0.7, 0.6], "verify": 0.5, "verify_types": ["end"]}
+    assert resolved_record(p.parse_args(args + ["--verify", "0", "--judge-weight", "0"])) == {
+        "weights": [0.1, 0.0, 0.6], "verify": 0.0, "verify_types": ["end"]}, "an option overrides the checkpoint"
+    assert resolved_record(p.parse_args(args + ["--rank", "prm"])) is None, "the paper's beam reads no stored setting"
+    assert resolved_record(p.parse_args(args + ["--strategy", "greedy"])) is None
+
+
 @pytest.mark.smollm2
 def test_smollm2_greedy_on_two_bfcl_items(smollm2_dir, tmp_path):
     out = tmp_path / "run"

@@ -158,3 +158,31 @@ def test_a_verify_run_is_labelled_apart_from_the_default_search():
     assert method_label({"config": cfg}) == "combined, ToolPRM, verify 0.5"
     cfg["search"]["verify"] = 0.0
     assert method_label({"config": cfg}) == "combined, ToolPRM"
+
+
+def test_a_verify_setting_read_from_the_judge_checkpoint_is_labelled_with_its_decision_types():
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).parent.parent / "docs/results/probe-search/bfcl-simple_python_search/config.json").read_text())
+    cfg["search"]["verify"] = cfg["search"]["verify_types"] = None  # left to the checkpoint
+    cfg["resolved"] = {"weights": [0.1, 0.7, 0.7], "verify": 0.5, "verify_types": ["end"]}
+    assert method_label({"config": cfg}) == "combined, ToolPRM, verify 0.5 (end)"
+    cfg["resolved"]["verify"] = 0.0
+    assert method_label({"config": cfg}) == "combined, ToolPRM"
+
+
+def test_verify_types_on_the_command_line_are_checked_and_echoed_as_given():
+    import argparse
+
+    import pytest
+
+    from toolprm_agents.cli import add_search_options, search_config, search_options_changed
+
+    p = argparse.ArgumentParser()
+    add_search_options(p)
+    args = p.parse_args(["--verify", "0.5", "--verify-types", "end,value"])
+    assert search_config(args).verify_types == ("end", "value")
+    assert search_options_changed(args) == ["--verify", "0.5", "--verify-types", "end,value"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--verify-types", "ends"])

@@ -392,3 +392,19 @@ def test_verify_branches_where_the_policy_is_sure_but_the_judge_doubts_its_choic
     assert agreed.step_scores[0] == 0.9, "and its verdict is the step's reported score"
     with pytest.raises(SearchError, match="verify must be a probability"):
         SearchConfig(verify=1.5)
+
+
+def test_verify_asks_the_judge_only_at_the_decision_types_it_is_given(tiny):
+    """The sure "no call" is an ``end`` decision (another call or the end of the answer):
+    ``verify_types=("end",)`` doubts it as before; ``("value",)`` never asks the judge there."""
+    tok = tiny[1]
+    policy = TransformersPolicy((Biased(tiny[0], {token_id(tok, "]"): 8.0}), tok), max_step_tokens=24)
+    tools = [WEATHER, TIME]
+    base = dict(beams=2, expand=4, gate=0.5, judge_weight=3.0, policy_weight=1.0, vote_weight=1.0, verify=0.5)
+    at_end = ToolPRMSearch(policy, Prefers(no_call=0.1), SearchConfig(**base, verify_types=("end",))).search("Weather in Paris?", tools)
+    assert [c.name for c in at_end.calls][:1] == ["get_weather"] and at_end.compute.decisions_doubted >= 1
+    elsewhere = ToolPRMSearch(policy, Prefers(no_call=0.1), SearchConfig(**base, verify_types=("value",))).search("Weather in Paris?", tools)
+    assert elsewhere.calls == [] and elsewhere.compute.scorer_calls == 0 and elsewhere.compute.decisions_doubted == 0
+    plan = StepPlan(to_tool_specs(tools))
+    assert plan.decision(plan.start()).type == "end"
+    assert plan.decision(plan.start().extend(plan.parse(plan.start(), plan.decision(plan.start()).alternatives[0].lead))).type in ("arg_end", "value")

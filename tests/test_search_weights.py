@@ -102,3 +102,50 @@ def test_weights_are_never_written_from_a_benchmark_and_pick_accuracy_splits_by_
     rows = pick_by_kind(d, ["ARG", "FUNC_NAME"], {"policy": {"policy": 1.0}, "judge": {"judge": 1.0}})
     assert rows["ARG"] == {"policy": 1.0, "judge": 1.0, "decisions": 1}
     assert rows["FUNC_NAME"] == {"policy": 0.0, "judge": 1.0, "decisions": 1}
+
+
+def test_verify_is_chosen_per_decision_type_only_where_the_judge_beats_the_policy_significantly():
+    from toolprm_agents.training.search_weights import verify_by_type, verify_rule
+
+    w = {"policy": 0.1, "judge": 1.0}
+    doubted_fixed = [((0.0, -2.0, 0.0, 0.2), False), ((-4.0, 2.0, 0.0, 0.9), True)]   # sure, doubted, the judge right
+    doubted_broken = [((0.0, -2.0, 0.0, 0.2), True), ((-4.0, 2.0, 0.0, 0.9), False)]  # sure, doubted, the policy right
+    agreed = [((0.0, 1.0, 0.0, 0.8), True), ((-4.0, -1.0, 0.0, 0.3), False)]
+    decisions = [doubted_fixed] * 8 + [agreed] * 3 + [doubted_fixed, doubted_broken] * 3
+    types = ["end"] * 8 + ["end"] * 3 + ["value"] * 6
+    rows = verify_by_type(decisions, types, w)
+    assert rows["end"] == {"decisions": 11, "committed": 11, "doubted": 8, "policy_right_doubted": 0,
+                           "weighted_right_doubted": 8, "weighted_only": 8, "policy_only": 0, "p": pytest.approx(2 / 2 ** 8)}
+    assert (rows["value"]["weighted_only"], rows["value"]["policy_only"], rows["value"]["p"]) == (3, 3, 1.0)
+    assert verify_rule(rows) == {"verify": 0.5, "verify_types": ["end"]}
+    assert verify_rule({"value": rows["value"]}) == {"verify": 0.0, "verify_types": []}, "no type earns it: verify stays off"
+    with pytest.raises(ValueError, match="decision types for"):
+        verify_by_type(decisions, types[:3], w)
+
+
+def test_a_stored_verify_setting_reaches_the_search_and_a_bad_one_is_refused():
+    from toolprm_agents.interfaces import Scorer
+
+    cfg = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.5, "vote": 0.5, "verify": 0.5, "verify_types": ["end"]})
+
+    class StubScorer(Scorer):
+        granularity = "step"
+
+        def session(self, *a, **k):  # pragma: no cover - not searched here
+            raise AssertionError
+
+    stub = StubScorer()
+    stub.config = cfg
+    search = ToolPRMSearch(policy=object(), scorer=stub, config=SearchConfig())
+    assert search.verify(SearchConfig()) == (0.5, ("end",))
+    assert search.verify(SearchConfig(verify=0.0)) == (0.0, ("end",)), "the config overrides the threshold"
+    assert search.verify(SearchConfig(verify_types="end,value")) == (0.5, ("end", "value"))
+    assert search.verify(SearchConfig(rank="prm")) == (0.0, ("end", "arg_end", "name", "value")), "the paper's beam never verifies"
+    stub.config = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.5, "vote": 0.5})
+    assert search.verify(SearchConfig()) == (0.0, ("end", "arg_end", "name", "value")), "no stored verify: off"
+    with pytest.raises(ScorerError, match="search_weights.verify'.*probability"):
+        JudgeConfig(search_weights={"judge": 1.0, "verify": 2})
+    with pytest.raises(ScorerError, match="unknown decision type 'ends'"):
+        JudgeConfig(search_weights={"judge": 1.0, "verify": 0.5, "verify_types": ["ends"]})
+    with pytest.raises(ValueError, match="unknown decision type 'calls'"):
+        SearchConfig(verify_types=("end", "calls"))

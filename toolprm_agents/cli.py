@@ -27,7 +27,8 @@ SEARCH_HELP = {
     "expand": "M: alternatives kept, or values sampled, where a beam branches",
     "rank": "beam ranking: combined (policy + judge + votes, default) or prm (the paper's judge-only ranking)",
     "gate": "branch only where the policy's top alternative is below this probability",
-    "verify": "also branch where the step judge scores the policy's sure choice below this (0: off)",
+    "verify": "also branch where the step judge scores the policy's sure choice below this (0: off; default: the judge checkpoint's, else 0)",
+    "verify_types": "decision types where --verify asks the judge, comma-separated: end, arg_end, name, value (default: the judge checkpoint's, else all)",
     "judge_weight": "weight of the judge's log-odds in the combined score (default: the checkpoint's, else 1)",
     "policy_weight": "weight of the policy's log-probability in the combined score",
     "vote_weight": "weight of the sampled values' vote share in the combined score",
@@ -54,6 +55,15 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _decision_types(text: str) -> tuple[str, ...]:
+    from .steps import check_decision_types
+
+    try:
+        return check_decision_types(text, "decision types")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_search_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs a search: one per :class:`SearchConfig` field."""
     import dataclasses
@@ -67,7 +77,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
         kw: dict = {"default": f.default, "dest": f.name, "help": SEARCH_HELP.get(f.name, f.name.replace("_", " "))}
         hint = hints[f.name]
         args = typing.get_args(hint)
-        if f.name == "strategy":
+        if f.name == "verify_types":
+            kw["type"] = _decision_types
+        elif f.name == "strategy":
             kw["choices"] = [n for k in STRATEGIES for n in {k, k.replace("_", "-")}]
         elif typing.get_origin(hint) is typing.Literal:
             kw["choices"] = list(args)
@@ -105,7 +117,8 @@ def search_options_changed(args: argparse.Namespace) -> list[str]:
     for f in dataclasses.fields(SearchConfig):
         v = getattr(cfg, f.name)
         if v != f.default:
-            out += ["--" + f.name.replace("_", "-"), str(v).replace("_", "-") if f.name == "strategy" else str(v)]
+            text = ",".join(v) if isinstance(v, tuple) else str(v)
+            out += ["--" + f.name.replace("_", "-"), text.replace("_", "-") if f.name == "strategy" else text]
     return out
 
 

@@ -132,7 +132,8 @@ class JudgeConfig:
     judge's system prompt (with a ``{tools}`` slot); ``trained``: whether any training went
     into it (the untrained base judge is only a format placeholder); ``search_weights``: the
     combined search's weights (``policy``, ``judge``, ``vote``) fitted for this judge on a
-    held-out split of its training sources (``toolprm-agents train fit-weights``); ``probe``:
+    held-out split of its training sources (``toolprm-agents train fit-weights``), and where
+    chosen there ``verify`` / ``verify_types`` (:attr:`~toolprm_agents.search.SearchConfig.verify`); ``probe``:
     the file of a probe judge's weights (a logistic model over the base model's hidden states,
     :mod:`toolprm_agents.backends.probe_judge`) -- such a judge reads the policy's prompt and
     has no judge turn or label tokens.
@@ -186,6 +187,13 @@ class JudgeConfig:
             )
             if not ok:
                 raise ScorerError(f"judge config field 'search_weights': expected non-negative numbers for policy, judge, vote, got {w!r}")
+            v = w.get("verify")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0):
+                raise ScorerError(f"judge config field 'search_weights.verify': expected a probability in [0, 1] (0: off), got {v!r}")
+            if w.get("verify_types") is not None:
+                from .steps import check_decision_types
+
+                w["verify_types"] = list(check_decision_types(w["verify_types"], "judge config field 'search_weights.verify_types'", ScorerError))
 
     @property
     def granularity(self) -> Granularity:

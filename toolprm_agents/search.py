@@ -36,7 +36,7 @@ from .interfaces import Candidate, PolicySession
 from .prompt import normalize_messages
 from .schema import to_tool_specs
 from .backends.transformers_judges import Granularity, Scorer, ScorerSession, is_judge_point, load_scorer
-from .steps import Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan
+from .steps import DECISION_TYPES, Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan, check_decision_types, decision_type
 
 Strategy = Literal["greedy", "best_of_n", "beam", "self_consistency"]
 Rank = Literal["combined", "prm"]
@@ -68,7 +68,12 @@ class SearchConfig:
         verify: where the policy is sure (at or above ``gate``), the combined search with a
             step judge still asks the judge about the policy's choice, and branches there too
             when the judge's score is below ``verify`` (a calibrated judge's 0.5: "more likely
-            wrong than right"); 0 (default): never ask where the policy is sure.
+            wrong than right"); 0: never ask where the policy is sure; ``None`` (default): the
+            judge checkpoint's ``search_weights["verify"]``, else 0.
+        verify_types: the decision types (:data:`DECISION_TYPES`, :func:`decision_type`) where
+            ``verify`` asks the judge: ``end`` (another call or the end of the answer, "no
+            call" included), ``arg_end``, ``name``, ``value``. ``None`` (default): the judge
+            checkpoint's ``search_weights["verify_types"]`` (chosen on its calib split), else all.
         judge_weight, policy_weight, vote_weight: the combined score's weights (``None``:
             the judge checkpoint's ``search_weights``, else 1.0, 1.0, 1.0).
         aggregation: how a beam's step scores combine for ``rank="prm"``, best-of-N and the
@@ -89,7 +94,8 @@ class SearchConfig:
     expand: int = 4
     rank: Rank = "combined"
     gate: float = 0.5
-    verify: float = 0.0
+    verify: float | None = None
+    verify_types: tuple[str, ...] | None = None
     judge_weight: float | None = None
     policy_weight: float | None = None
     vote_weight: float | None = None
@@ -113,8 +119,10 @@ class SearchConfig:
             raise SearchError(f"unknown rank {self.rank!r}: choose combined or prm")
         if not (0.0 <= float(self.gate) <= 1.0):
             raise SearchError(f"gate must be a probability in [0, 1], got {self.gate!r}")
-        if not (0.0 <= float(self.verify) <= 1.0):
+        if self.verify is not None and not (isinstance(self.verify, (int, float)) and 0.0 <= float(self.verify) <= 1.0):
             raise SearchError(f"verify must be a probability in [0, 1] (0: off), got {self.verify!r}")
+        if self.verify_types is not None:
+            self.verify_types = check_decision_types(self.verify_types, "verify_types", SearchError)
         for name in ("judge_weight", "policy_weight", "vote_weight"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(float(v)) and float(v) >= 0):
@@ -387,11 +395,16 @@ class SearchRun:
 
     def __init__(self, policy: PolicySession, plan: StepPlan, config: SearchConfig, compute: Compute,
                  scorer: Callable[[], ScorerSession] | None = None, unit: Granularity = "step",
-                 on_event: EventHandler | None = None, weights: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+                 on_event: EventHandler | None = None, weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                 verify: tuple[float, tuple[str, ...]] | None = None):
         self.policy, self.plan, self.config, self.compute = policy, plan, config, compute
         self._scorer_factory, self._scorer = scorer, None
         self.unit, self.on_event = unit, on_event
         self.policy_weight, self.judge_weight, self.vote_weight = weights
+        # where the policy is sure, ask the judge below this score, at these decision types
+        if verify is None:
+            verify = (float(config.verify or 0.0), tuple(config.verify_types or DECISION_TYPES))
+        self.verify, self.verify_types = verify
         self.t0 = time.perf_counter()
         self._base_tokens = self._tokens()  # the prompt, read before the search starts
         self.rejected: str | None = None  # the last value dropped for breaking its schema
@@ -451,25 +464,6 @@ def step_confidences(confidence: Sequence[float | None], answer: PartialAnswer) 
     if len(conf) > decided >= 1:
         conf = conf[: decided - 1] + conf[-1:]
     return conf
-
-
-def decision_type(kinds) -> str:
-    """What a decision chooses between, from its candidates' step kinds (no gold answer
-    needed): ``end`` (another call or the end of the answer, "no call" included), ``arg_end``
-    (another argument or the end of the call), ``name`` (a function name), ``value`` (an
-    argument's value).
-
-        >>> decision_type([StepKind.FUNC_NAME, StepKind.TOTAL_FINISH]), decision_type([StepKind.ARG])
-        ('end', 'value')
-    """
-    kinds = set(kinds)
-    if StepKind.TOTAL_FINISH in kinds:
-        return "end"
-    if StepKind.PARAM_FINISH in kinds:
-        return "arg_end"
-    if StepKind.FUNC_NAME in kinds:
-        return "name"
-    return "value"
 
 
 def _judged_pair(parent: PartialAnswer, child: PartialAnswer) -> tuple[PartialAnswer, PartialAnswer]:
@@ -573,10 +567,11 @@ def combined_beam(run: SearchRun) -> Found:
                 continue
             only = children[0][1]
             can_judge = run.unit == "step" and run.judge_weight > 0 and run.scorer is not None
-            if len(children) == 1 and cfg.verify > 0 and cfg.expand > 1 and not (only.prob == 1.0 and only.num_tokens == 0) and can_judge:
+            if (len(children) == 1 and run.verify > 0 and cfg.expand > 1 and not (only.prob == 1.0 and only.num_tokens == 0)
+                    and can_judge and plan.decision(beam.answer).type in run.verify_types):
                 # the policy was sure (a forced step is not a choice): does the judge agree?
                 verdict = run.scorer.score([_judged_pair(beam.answer, children[0][0])])[0]
-                if verdict < cfg.verify:
+                if verdict < run.verify:
                     run.compute.decisions_doubted += 1
                     run.compute.decisions -= 1  # the same decision, now with every alternative
                     children = run.step(beam.answer, cfg.expand, gate=1.0, samples=cfg.expand) or children
@@ -760,6 +755,30 @@ NEEDS_SCORER = {"beam", "best_of_n"}
 # ------------------------------------------------------------------------------------------
 
 
+def uses_stored_settings(config: SearchConfig) -> bool:
+    """Whether ``config`` leaves a setting to the judge checkpoint's ``search_weights`` (only
+    the combined beam search reads them)."""
+    open_ = any(getattr(config, k) is None for k in ("policy_weight", "judge_weight", "vote_weight", "verify", "verify_types"))
+    return open_ and config.strategy == "beam" and config.rank == "combined"
+
+
+def resolve_settings(config: SearchConfig, stored: dict | None) -> dict[str, Any]:
+    """The combined search's weights and ``verify`` setting: each from ``config`` where it is
+    set, else from a judge checkpoint's ``search_weights`` (``stored``), else the defaults
+    (weights 1, ``verify`` off, every decision type). ``stored`` is ignored where the search
+    reads no stored setting (:func:`uses_stored_settings`).
+
+        >>> resolve_settings(SearchConfig(judge_weight=0.0), {"policy": 0.1, "judge": 0.7, "verify": 0.5, "verify_types": ["end"]})
+        {'weights': (0.1, 0.0, 1.0), 'verify': 0.5, 'verify_types': ('end',)}
+    """
+    stored = (stored or {}) if uses_stored_settings(config) else {}
+    weights = tuple(float(getattr(config, f"{k}_weight")) if getattr(config, f"{k}_weight") is not None else float(stored.get(k, 1.0))
+                    for k in ("policy", "judge", "vote"))
+    threshold = config.verify if config.verify is not None else stored.get("verify", 0.0)
+    types = config.verify_types if config.verify_types is not None else stored.get("verify_types", DECISION_TYPES)
+    return {"weights": weights, "verify": float(threshold), "verify_types": tuple(types)}
+
+
 class ToolPRMSearch:
     """A policy, a scorer and a search config: ``search(messages, tools) -> SearchResult``.
 
@@ -791,17 +810,21 @@ class ToolPRMSearch:
             self._scorer = load_scorer(self._scorer_spec or "toolprm", policy=self.policy)
         return self._scorer
 
+    def _stored(self, config: SearchConfig) -> dict:
+        """The judge checkpoint's ``search_weights`` where the combined search leaves a setting to it."""
+        if uses_stored_settings(config) and self._scorer_spec is not None:
+            return getattr(getattr(self.scorer, "config", None), "search_weights", None) or {}
+        return {}
+
     def weights(self, config: SearchConfig) -> tuple[float, float, float]:
         """(policy, judge, vote) weights: the config's, else the judge checkpoint's ``search_weights``, else 1."""
-        stored = {}
-        needs = any(getattr(config, f"{k}_weight") is None for k in ("policy", "judge", "vote"))
-        if needs and config.strategy == "beam" and config.rank == "combined" and self._scorer_spec is not None:
-            stored = getattr(getattr(self.scorer, "config", None), "search_weights", None) or {}
-        out = []
-        for k in ("policy", "judge", "vote"):
-            v = getattr(config, f"{k}_weight")
-            out.append(float(v) if v is not None else float(stored.get(k, 1.0)))
-        return tuple(out)  # type: ignore[return-value]
+        return resolve_settings(config, self._stored(config))["weights"]
+
+    def verify(self, config: SearchConfig) -> tuple[float, tuple[str, ...]]:
+        """(threshold, decision types) of ``verify``: the config's, else the judge checkpoint's
+        ``search_weights["verify"]`` / ``["verify_types"]``, else off / every type."""
+        r = resolve_settings(config, self._stored(config))
+        return r["verify"], r["verify_types"]
 
     def judge_answer(self, messages: Any, tools: Sequence[Any], result: SearchResult) -> list[float | None]:
         """The step judge's score of every decided step of ``result``'s answer, in order (``[]``
@@ -837,7 +860,8 @@ class ToolPRMSearch:
         elif config.strategy in NEEDS_SCORER and not (config.strategy == "beam" and config.rank == "combined"):
             raise SearchError(f"strategy {config.strategy!r} needs a scorer")
         weights = self.weights(config) if factory is not None else (1.0, 0.0, 1.0)
-        run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights)
+        verify = self.verify(config) if factory is not None else (0.0, DECISION_TYPES)
+        run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights, verify)
         if factory is not None and not (config.strategy == "beam" and config.rank == "combined" and unit == "step"):
             run.scorer  # the paper's strategies judge from the first round
         try:
@@ -885,6 +909,7 @@ __all__ = [
     "self_consistency",
     "weighted_vote",
     "canonical",
+    "resolve_settings",
     "STRATEGIES",
     "SearchRun",
     "Found",

@@ -186,6 +186,51 @@ class Decision:
         """Identifies the decision's grammar (same key, same grammar)."""
         return tuple((a.kind, a.lead, a.function, a.arg) for a in self.alternatives)
 
+    @property
+    def type(self) -> str:
+        """What the decision chooses between (:func:`decision_type` of its alternatives)."""
+        return decision_type(a.kind for a in self.alternatives)
+
+
+#: what a decision chooses between (:func:`decision_type`)
+DECISION_TYPES = ("end", "arg_end", "name", "value")
+
+
+def decision_type(kinds) -> str:
+    """What a decision chooses between, from its alternatives' (or candidates') step kinds:
+    ``end`` (another call or the end of the answer, "no call" included), ``arg_end``
+    (another argument or the end of the call), ``name`` (a function name), ``value`` (an
+    argument's value).
+
+        >>> decision_type([StepKind.FUNC_NAME, StepKind.TOTAL_FINISH]), decision_type([StepKind.ARG])
+        ('end', 'value')
+    """
+    kinds = set(kinds)
+    if StepKind.TOTAL_FINISH in kinds:
+        return "end"
+    if StepKind.PARAM_FINISH in kinds:
+        return "arg_end"
+    if StepKind.FUNC_NAME in kinds:
+        return "name"
+    return "value"
+
+
+def check_decision_types(types, field: str, error: type[Exception] = ValueError) -> tuple[str, ...]:
+    """``types`` (a list, a tuple or a comma-separated text) as a tuple of
+    :data:`DECISION_TYPES`; raises ``error`` naming ``field`` and the unknown type otherwise.
+
+        >>> check_decision_types("end, value", "verify_types")
+        ('end', 'value')
+    """
+    if isinstance(types, str):
+        types = [t.strip() for t in types.split(",") if t.strip()]
+    if not isinstance(types, (list, tuple)) or not all(isinstance(t, str) for t in types):
+        raise error(f"{field}: expected decision types ({', '.join(DECISION_TYPES)}), got {types!r}")
+    bad = [t for t in types if t not in DECISION_TYPES]
+    if bad:
+        raise error(f"{field}: unknown decision type {bad[0]!r}: choose from {', '.join(DECISION_TYPES)}")
+    return tuple(dict.fromkeys(types))
+
 
 @dataclass(frozen=True)
 class PlanLimits:
@@ -430,6 +475,9 @@ def bounded_schema(schema: dict, limits: PlanLimits) -> dict:
 
 
 __all__ = [
+    "DECISION_TYPES",
+    "decision_type",
+    "check_decision_types",
     "StepKind",
     "Step",
     "Call",

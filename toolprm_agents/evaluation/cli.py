@@ -89,14 +89,39 @@ def eval_command(args: argparse.Namespace, out: str) -> str:
     return shlex.join(parts)
 
 
+def resolved_record(args: argparse.Namespace) -> dict | None:
+    """The combined search's weights and ``verify`` setting as the run will use them (the
+    judge checkpoint's ``search_weights`` where the options leave them open), without loading
+    the judge; ``None`` for other strategies or a judge whose config cannot be read here."""
+    from ..search import resolve_settings
+
+    cfg = search_config(args)
+    if not (cfg.strategy == "beam" and cfg.rank == "combined"):
+        return None
+    name = args.scorer.lower().replace("-", "")
+    stored: dict = {}
+    if name != "likelihood":
+        where = Path(args.prm) if args.prm else packaged_checkpoint(name)
+        try:
+            stored = JudgeConfig.load(where).search_weights or {}
+        except ScorerError:
+            return None  # a server or vLLM judge: its settings are read when it loads
+    r = resolve_settings(cfg, stored)
+    return {"weights": list(r["weights"]), "verify": r["verify"], "verify_types": list(r["verify_types"])}
+
+
 def eval_config(args: argparse.Namespace, out: str) -> dict:
-    return {
+    config = {
         "search": asdict(search_config(args)),
         "scorer": scorer_record(args),
         "policy": args.policy or "smollm2",
         "threads": args.threads,
         "command": eval_command(args, out),
     }
+    resolved = resolved_record(args)
+    if resolved is not None:
+        config["resolved"] = resolved
+    return config
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -91,8 +91,13 @@ def method_label(run: dict) -> str:
         name = "combined"
     scorer = _scorer(run)
     label = f"{name}, {scorer}" if scorer else name
-    if float(s.get("verify") or 0) > 0:
-        label += f", verify {float(s['verify']):g}"
+    resolved = (run.get("config") or {}).get("resolved") or {}
+    verify = s.get("verify") if s.get("verify") is not None else resolved.get("verify")
+    if float(verify or 0) > 0:
+        label += f", verify {float(verify):g}"
+        types = s.get("verify_types") if s.get("verify_types") is not None else resolved.get("verify_types")
+        if types and set(types) != {"end", "arg_end", "name", "value"}:
+            label += f" ({'/'.join(types)})"
     return label
 
 

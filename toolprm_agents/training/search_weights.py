@@ -120,11 +120,12 @@ def decisions_of(policy, judge, example, *, m: int = 4, temperature: float = 0.8
                  kinds: list[str] | None = None, types: list[str] | None = None) -> list[Decision]:
     """The labelled, featurised candidate sets at every decision along ``example``'s gold answer
     (with ``kinds``, the step kind of each decision's gold step is appended to it; with
-    ``types``, its :func:`~toolprm_agents.search.decision_type`, which needs no gold answer)."""
+    ``types``, its :func:`~toolprm_agents.steps.decision_type`, which needs no gold answer)."""
     from ..compute import Compute
     from ..prompt import normalize_messages
     from ..schema import to_tool_specs
-    from ..search import _judged_pair, decision_type
+    from ..search import _judged_pair
+    from ..steps import decision_type
     from ..steps import StepParseError, StepPlan
 
     plan = StepPlan(to_tool_specs(example.tools))
@@ -246,6 +247,62 @@ def verify_table(decisions: Sequence[Decision], weights: dict[str, float], gate:
             row["weighted_right_doubted"] += int(d[by_weights][1])
         rows.append(row)
     return rows
+
+
+def verify_by_type(decisions: Sequence[Decision], types: Sequence[str], weights: dict[str, float], gate: float = 0.5,
+                   verify: float = 0.5) -> dict[str, dict[str, Any]]:
+    """:func:`verify_table` at one threshold, per decision type (``types[i]`` of ``decisions[i]``,
+    :func:`~toolprm_agents.steps.decision_type`), with the paired counts on the doubted
+    decisions: ``weighted_only`` (the weighted pick right, the policy's wrong), ``policy_only``
+    (the other way) and their exact McNemar ``p``.
+
+        >>> d = [[((0.0, -2.0, 0.0, 0.1), False), ((-3.0, 2.0, 0.0, 0.9), True)]] * 6
+        >>> verify_by_type(d, ["end"] * 6, {"policy": 1.0, "judge": 1.0})["end"]["weighted_only"]
+        6
+    """
+    from ..evaluation.stats import binom_two_sided_half
+
+    if len(types) != len(decisions):
+        raise ValueError(f"{len(types)} decision types for {len(decisions)} decisions")
+    rows: dict[str, dict[str, Any]] = {}
+    for d, t in zip(decisions, types):
+        if not any(r for _, r in d) or not all(len(f) > 3 for f, _ in d):
+            continue
+        row = rows.setdefault(t, {"decisions": 0, "committed": 0, "doubted": 0, "policy_right_doubted": 0,
+                                  "weighted_right_doubted": 0, "weighted_only": 0, "policy_only": 0})
+        row["decisions"] += 1
+        pol = [f[0] for f, _ in d]
+        top = max(pol)
+        if 1.0 / sum(math.exp(p - top) for p in pol) < gate:
+            continue
+        row["committed"] += 1
+        by_policy = max(range(len(d)), key=lambda i: pol[i])
+        if d[by_policy][0][3] >= verify:
+            continue
+        by_weights = max(range(len(d)), key=lambda i: sum(weights.get(k, 0.0) * x for k, x in zip(FEATURES, d[i][0])))
+        p_right, w_right = bool(d[by_policy][1]), bool(d[by_weights][1])
+        row["doubted"] += 1
+        row["policy_right_doubted"] += p_right
+        row["weighted_right_doubted"] += w_right
+        row["weighted_only"] += w_right and not p_right
+        row["policy_only"] += p_right and not w_right
+    for row in rows.values():
+        row["p"] = binom_two_sided_half(row["weighted_only"], row["policy_only"])
+    return dict(sorted(rows.items()))
+
+
+def verify_rule(by_type: dict[str, dict[str, Any]], verify: float = 0.5, alpha: float = 0.05) -> dict[str, Any]:
+    """The ``verify`` setting a judge's held-out decisions support: ask the judge about the
+    policy's sure choices only at the decision types where, on the decisions it doubts, its
+    weighted pick beats the policy's significantly (more ``weighted_only`` than
+    ``policy_only``, exact McNemar ``p < alpha``); no such type: ``verify`` 0 (off).
+
+        >>> verify_rule({"end": {"weighted_only": 30, "policy_only": 5, "p": 1e-5},
+        ...              "value": {"weighted_only": 2, "policy_only": 1, "p": 1.0}})
+        {'verify': 0.5, 'verify_types': ['end']}
+    """
+    types = [t for t, r in by_type.items() if r["weighted_only"] > r["policy_only"] and r["p"] < alpha]
+    return {"verify": verify if types else 0.0, "verify_types": types}
 
 
 def pick_accuracy(decisions: Sequence[Decision], weights: dict[str, float]) -> tuple[float, int]:
@@ -379,21 +436,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by_kind_held_out": _by_kind(held_ids, decisions, kinds_of, rankings),
         "by_type_held_out": _by_kind(held_ids, decisions, types_of, rankings),
         "verify_held_out": verify_table(held_d, weights),
+        "verify_by_type_held_out": verify_by_type(*_typed(held_ids, decisions, types_of), weights),
         "recipe": args.recipe,
         "queries_from": f"{args.data} split {args.split}" if args.split else "the recipe's unselected examples",
         "checkpoint": checkpoint,
     }
+    rule = verify_rule(report["verify_by_type_held_out"])
+    report["verify_rule"] = {**rule, "rule": "verify 0.5 at the decision types where the weighted pick beats the policy's "
+                             "on the held-out decisions the judge doubts (exact McNemar p < 0.05)"}
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     if args.write:
         path = Path(checkpoint) / CONFIG_NAME
         cfg = json.loads(path.read_text())
         where = f"the {args.split} split of {args.data}" if args.split else f"{Path(args.recipe).name}'s sources"
-        cfg["search_weights"] = {**weights, "fitted_on": f"{len(ids)} held-out queries of {where} "
-                                 f"({len(fit_d)} decisions; pick accuracy on the other half in the model card)"}
+        cfg["search_weights"] = {**weights, **rule, "fitted_on": f"{len(ids)} held-out queries of {where} "
+                                 f"({len(fit_d)} decisions fit the weights; verify chosen on the other "
+                                 f"{len(held_d)}; pick accuracy there in the model card)"}
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         print(f"wrote search_weights to {path}")
     return 0
+
+
+def _typed(ids, decisions: dict, types_of: dict) -> tuple[list, list]:
+    """The decisions of the queries ``ids`` whose cache records their types, and the types."""
+    ds, ts = [], []
+    for i in ids:
+        types = types_of.get(i)
+        if types is not None and len(types) == len(decisions[i]):
+            ds += decisions[i]
+            ts += types
+    return ds, ts
 
 
 def _by_kind(ids, decisions: dict, kinds_of: dict, rankings: dict) -> dict:
@@ -423,7 +496,8 @@ def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds
         "pick_accuracy": {name: pick_accuracy(all_d, w) for name, w in rankings.items()},
         "by_kind": _by_kind(ids, decisions, kinds_of, rankings),
         "by_type": _by_kind(ids, decisions, types_of, rankings),
-        "gate": gate_table(all_d, stored), "verify": verify_table(all_d, stored), "checkpoint": checkpoint,
+        "gate": gate_table(all_d, stored), "verify": verify_table(all_d, stored),
+        "verify_by_type": verify_by_type(*_typed(ids, decisions, types_of), stored), "checkpoint": checkpoint,
     }
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
