@@ -305,3 +305,31 @@ def test_evaluate_scores_a_saved_probe_on_the_test_features_and_refuses_what_is_
     other = save_probe_judge(model, (3, 4), tmp_path / "other-layers", base_model=str(tiny_model_dir))
     assert main(["--stage", "evaluate", "--checkpoint", str(other), "--data", str(data), "--work", str(work)]) == 2
     assert "features are of layers" in capsys.readouterr().out
+
+
+def test_a_supplements_shards_merge_into_train_and_calib_and_its_test_is_reported_apart(tiny_model_dir, rows, tmp_path, capsys):
+    from toolprm_agents.training.augment import AugmentConfig, same_function_pairs
+    from toolprm_agents.training.dataset import save_dataset
+    from toolprm_agents.training.probe import main, split_features
+
+    main_rows = [dict(r, split=("train", "calib", "test")[i % 3]) for i, r in enumerate(rows)]
+    twice, _ = same_function_pairs(examples(), AugmentConfig(same_function=1.0), lambda base: "train")
+    assert twice and all(len(e.calls) == 2 and e.calls[0]["name"] == e.calls[1]["name"] for e in twice)
+    extra = build_rows(perturb_examples(twice[:3], PerturbConfig(per_example=4, seed=0)), test_fraction=0.0)
+    extra = [dict(r, split=("train", "calib", "test")[i % 3]) for i, r in enumerate(extra)]
+    data, supp, work = tmp_path / "data", tmp_path / "samefn", tmp_path / "work"
+    save_dataset(main_rows, data)
+    save_dataset(extra, supp)
+    for split in ("train", "calib", "test"):
+        extract([r for r in main_rows if r["split"] == split], work / "features", split=split, model_ref=str(tiny_model_dir), layers=LAYERS)
+        extract([r for r in extra if r["split"] == split], work / "features", split=f"{split}-samefn", model_ref=str(tiny_model_dir), layers=LAYERS)
+    plain, merged = load_features(work / "features", "train"), split_features(work / "features", "train", tags=("samefn",))
+    assert len(merged["labels"]) == len(plain["labels"]) + len(load_features(work / "features", "train-samefn")["labels"])
+    assert main(["--stage", "fit", "--data", str(data), "--work", str(work), "--with", f"samefn={supp}"]) == 0
+    report = json.loads((work / "report-with-samefn.json").read_text())
+    assert report["train_units"] == len(merged["labels"]) and report["supplements"] == {"samefn": str(supp)}
+    assert report["test-samefn"]["judgements"] == len(load_features(work / "features", "test-samefn")["labels"]) > 0
+    assert report["test"]["judgements"] == len(load_features(work / "features", "test")["labels"]), "the main test table stays the main split's"
+    with pytest.raises(SystemExit):
+        main(["--stage", "fit", "--data", str(data), "--work", str(work), "--with", "samefn"])
+    assert "expected TAG=DIR" in capsys.readouterr().err

@@ -90,3 +90,32 @@ def test_augmented_examples_stay_on_their_query_split_through_masking():
     for e in masked:
         if e.meta.get("masked") and e.meta.get("augment"):
             assert not e.meta["original_id"].endswith(("#masked", "#irrelevant"))
+
+
+def test_same_function_parallel_calls_one_function_twice_and_the_second_call_is_right():
+    shared = [ex(i, "f") for i in range(6)]  # six requests to the same f (one definition)
+    lone = ex(9, "h")                         # no partner: restated with another value of x
+    silent = Example("s/10", "src", [{"role": "user", "content": "Please run k."}], [tool("k")],
+                     [{"name": "k", "arguments": {"x": "item10"}}])  # no partner, its value is not in the text
+    cfg = AugmentConfig(irrelevance=0.0, parallel=0.0, same_function=1.0, seed=0, test_fraction=0.0)
+    out, report = augment_examples(shared + [lone, silent], cfg)
+    assert report["parallel_same_function"] == len(out) >= 4 and report["same_function_not_possible"] >= 1
+    assert all(e.meta["same_function"] and len({c["name"] for c in e.calls}) == 1 and len(e.calls) == 2 for e in out)
+    assert all(e.calls[0] != e.calls[1] for e in out), "two requests, two different calls"
+    assert len({frozenset(e.meta["joined"]) for e in out}) == len(out), "each pair joined once"
+    assert not any("s/10" in e.meta["joined"] for e in out)
+    again = next(e for e in out if e.calls[0]["name"] == "h")
+    first, second = (c["arguments"]["x"] for c in again.calls)
+    text = again.messages[0]["content"]
+    assert first == "item9" and second != first and text.count(first) == 1 and text.count(second) == 1, "restated in text and call alike"
+    assert again.meta["original_id"] == "s/9"
+    for p in (again, next(e for e in out if e.calls[0]["name"] == "f")):
+        plan = plan_for(p)
+        both = plan.answer_from_calls(p.calls)
+        assert all(l.label for l in label_steps(both, p.calls, plan.tools)), "the second call of the function is right"
+        one = label_steps(plan.answer_from_calls(p.calls[:1]), p.calls, plan.tools)
+        assert one[-1].kind.value == "TOTAL_FINISH" and not one[-1].label, "stopping after the first is wrong"
+        twice = label_steps(plan.answer_from_calls([p.calls[0], p.calls[0]]), p.calls, plan.tools)
+        assert not all(l.label for l in twice), "the first call repeated is still wrong"
+    # off by default: the plain augmentation makes none
+    assert "parallel_same_function" not in augment_examples(shared, AugmentConfig(seed=0))[1]

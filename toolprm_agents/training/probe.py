@@ -202,12 +202,13 @@ def load_features(out_dir: str | os.PathLike, split: str) -> dict:
     return joined
 
 
-def split_features(out_dir: str | os.PathLike, split: str, *, policy_made: bool = False) -> dict:
+def split_features(out_dir: str | os.PathLike, split: str, *, policy_made: bool = False, tags: Sequence[str] = ()) -> dict:
     """:func:`load_features` of ``split``; with ``policy_made``, its ``SPLIT-policy`` shards
-    merged in first (:func:`merge_features`: each unit once)."""
-    if not policy_made:
-        return load_features(out_dir, split)
-    return merge_features(load_features(out_dir, f"{split}-policy"), load_features(out_dir, split))
+    merged in first, and the ``SPLIT-TAG`` shards of each of ``tags`` (a supplementary
+    dataset's, :mod:`.supplement`) after it (:func:`merge_features`: each unit once)."""
+    parts = ([load_features(out_dir, f"{split}-policy")] if policy_made else []) + [load_features(out_dir, split)]
+    parts += [load_features(out_dir, f"{split}-{tag}") for tag in tags]
+    return parts[0] if len(parts) == 1 else merge_features(*parts)
 
 
 # ------------------------------------------------------------------------------------------
@@ -558,6 +559,20 @@ def model_card(report: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def _supplement_reports(model, feats_dir: Path, supplements: dict[str, str], kind: str) -> dict:
+    """``{"test-TAG": report}``: the probe on each supplement's held-out test units (its own
+    rows), apart from the main test split so that the main table stays comparable."""
+    from .dataset import load_dataset_split
+
+    out = {}
+    for tag, folder in supplements.items():
+        feats = load_features(feats_dir, f"test-{tag}")
+        if feats["labels"]:
+            out[f"test-{tag}"] = evaluate(model, feats, load_dataset_split(folder, "test"), kind)
+            out[f"test-{tag}"]["examples"] = len({k[0] for k in feats["keys"]})
+    return out
+
+
 def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
     """``--stage evaluate``: the test-split table of an existing probe judge, on the features in
     ``--work`` (with ``--policy-made``, the policy-made units too), so that two judges are
@@ -584,6 +599,8 @@ def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
     report = evaluate(model, test, load_dataset_split(args.data, "test"), args.kind)
     report["examples"] = len({k[0] for k in test["keys"]})
     report["checkpoint"] = str(ck)
+    supplements = dict(kv.partition("=")[::2] for kv in filter(None, args.with_.split(",")))
+    report.update(_supplement_reports(model, feats_dir, supplements, args.kind))
     (work / f"report-eval-{ck.name}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"{ck.name}: test AUROC {report['step_auroc']:.3f}, pick accuracy {report['decision_pick_acc']:.3f} "
           f"over {report['decisions']} decisions ({report['judgements']} units of {report['examples']} examples)")
@@ -615,6 +632,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--policy-made", action="store_true", help="extract: also every example with answers the policy made "
                     "(gold-prefix branches, off-gold continuations, rollouts), as split SPLIT-policy, whatever --max-groups says; "
                     "fit: train and calibrate on them too")
+    ap.add_argument("--tag", default="", help="extract: write the --data folder's splits as SPLIT-TAG shards (a supplementary "
+                    "dataset, python -m toolprm_agents.training.supplement), beside the main dataset's")
+    ap.add_argument("--with", dest="with_", default="", help="fit/evaluate: merge these supplements' SPLIT-TAG shards into "
+                    "train and calib, and report their test split apart: TAG=DIR[,TAG=DIR] (DIR: the supplement's dataset folder)")
     ap.add_argument("--drop-origins", default="", help="fit without the units of these origins (e.g. branch,offgold: the ablation)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -627,7 +648,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(args.work or ("runs/probe" if kind == "toolprm" else f"runs/probe-{kind}"))
     feats_dir = work / "features"
     limits = dict(kv.split("=") for kv in args.max_groups.split(",") if kv)
+    supplements = {}
+    for kv in filter(None, args.with_.split(",")):
+        tag, sep, folder = kv.partition("=")
+        if not sep or not tag or not folder:
+            ap.error(f"--with {kv!r}: expected TAG=DIR (the supplement's tag and its dataset folder)")
+        supplements[tag] = folder
     t0 = time.monotonic()
+    if args.stage == "extract" and args.tag:
+        for split in args.splits.split(","):
+            left = args.budget_minutes * 60 - (time.monotonic() - t0)
+            if left <= 0:
+                break
+            extract(load_dataset_split(args.data, split), feats_dir, split=f"{split}-{args.tag}", budget_seconds=left,
+                    shard_size=args.shard_size, reverse=args.reverse, kind=kind)
+        return 0
     if args.stage in ("extract", "all"):
         for split in args.splits.split(","):
             left = args.budget_minutes * 60 - (time.monotonic() - t0)
@@ -650,7 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage == "evaluate":
         return _evaluate_checkpoint(args, feats_dir, work)
     if args.stage in ("fit", "all"):
-        train, calib, test = (split_features(feats_dir, s, policy_made=args.policy_made) for s in ("train", "calib", "test"))
+        tags = tuple(supplements)
+        train, calib = (split_features(feats_dir, s, policy_made=args.policy_made, tags=tags) for s in ("train", "calib"))
+        test = split_features(feats_dir, "test", policy_made=args.policy_made)
         dropped = tuple(filter(None, args.drop_origins.split(",")))
         if dropped:
             train, calib = without_origins(train, dropped), without_origins(calib, dropped)
@@ -669,14 +706,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if test["labels"]:
             report["test"] = evaluate(model, test, load_dataset_split(args.data, "test"), kind)
             report["test"]["examples"] = len({k[0] for k in test["keys"]})
+        report.update(_supplement_reports(model, feats_dir, supplements, kind))
+        if supplements:
+            report["supplements"] = supplements
         for cat in filter(None, args.bfcl.split(",")):
             feats = load_features(feats_dir, f"bfcl-{cat}")
             if feats["labels"]:
                 report[f"bfcl-{cat}"] = evaluate(model, feats, bfcl_rows(cat, args.bfcl_items), kind)
                 report[f"bfcl-{cat}"]["examples"] = len({k[0] for k in feats["keys"]})
         name = "report.json" if (args.loss, args.hidden) == ("pointwise", "0") else f"report-{args.loss}-hidden{args.hidden.replace(',', '_')}.json"
-        if args.policy_made or dropped:
-            name = name.replace(".json", ("-policy" if args.policy_made else "") + "".join(f"-no-{o}" for o in dropped) + ".json")
+        if args.policy_made or dropped or supplements:
+            name = name.replace(".json", ("-policy" if args.policy_made else "") + "".join(f"-with-{t}" for t in supplements)
+                                + "".join(f"-no-{o}" for o in dropped) + ".json")
         (work / name).write_text(json.dumps(report, indent=2, default=float) + "\n")
         t = report.get("test", {})
         print(f"probe ({kind}): {report['train_units']} train units; test AUROC {t.get('step_auroc', float('nan')):.3f}, "
