@@ -325,7 +325,10 @@ def test_a_supplements_shards_merge_into_train_and_calib_and_its_test_is_reporte
         extract([r for r in extra if r["split"] == split], work / "features", split=f"{split}-samefn", model_ref=str(tiny_model_dir), layers=LAYERS)
     plain, merged = load_features(work / "features", "train"), split_features(work / "features", "train", tags=("samefn",))
     assert len(merged["labels"]) == len(plain["labels"]) + len(load_features(work / "features", "train-samefn")["labels"])
-    assert main(["--stage", "fit", "--data", str(data), "--work", str(work), "--with", f"samefn={supp}"]) == 0
+    assert main(["--stage", "fit", "--data", str(data), "--work", str(work), "--with", f"samefn={supp}", "--out", str(tmp_path / "judge")]) == 0
+    card = (tmp_path / "judge" / "README.md").read_text()
+    assert "supplementary dataset `samefn`" in card and "## The samefn supplement's test split" in card
+    assert f"--tag samefn" in card and f"--with samefn={supp} --stage fit" in card, "the rebuild command makes and merges the supplement"
     report = json.loads((work / "report-with-samefn.json").read_text())
     assert report["train_units"] == len(merged["labels"]) and report["supplements"] == {"samefn": str(supp)}
     assert report["test-samefn"]["judgements"] == len(load_features(work / "features", "test-samefn")["labels"]) > 0

@@ -536,7 +536,8 @@ def model_card(report: dict, command: str) -> str:
         f"`training/data` decontaminated against every evaluation set, irrelevance and parallel augmentation, function masking, "
         f"model-free hard negatives (perturbed gold steps). Trained on **{report['train_units']} {unit} units of {report['train_examples']} "
         f"examples** of the train split (a random subset: features were extracted under a time budget); calibrated and chosen on "
-        f"{report['calib_units']} units of the calib split. " + _policy_made_sentence(report, unit), "",
+        f"{report['calib_units']} units of the calib split. " + _policy_made_sentence(report, unit)
+        + _supplement_sentence(report), "",
         "## Fit", "",
         f"Features: forward passes only (about 4 s per example with all its answers on one core); fit: {report['fit_seconds']} s; "
         f"loss: {report.get('loss', 'pointwise')} ({'+/- log-loss of every unit' if report.get('loss', 'pointwise') == 'pointwise' else 'right against wrong alternatives of one decision'}). "
@@ -551,12 +552,27 @@ def model_card(report: dict, command: str) -> str:
         lines.append(f"| {b['bin']} | {b['n']} | {b['lo']:.3f}-{b['hi']:.3f} | {b['mean_score']:.3f} | {b['share_right']:.3f} |")
     lines.append("")
     for k in sorted(report):
+        if k.startswith("test-"):
+            lines += ["", f"## The {k[5:]} supplement's test split (held out, its own queries)", ""]
+            lines += _table(k, report[k], unit)
+    for k in sorted(report):
         if k.startswith("bfcl-"):
             lines += ["", f"## {k[5:]} (BFCL: evaluation only, never trained or fitted on)", "",
                       "The benchmark's first items with their gold answers and model-free perturbations of them, labelled like the training data.", ""]
             lines += _table(k, report[k], unit)
     lines += ["## Rebuild", "", "```bash", command, "```", ""]
     return "\n".join(lines)
+
+
+def _supplement_sentence(report: dict) -> str:
+    """What the fit's supplementary datasets (:mod:`.supplement`) added, for the model card."""
+    sup = report.get("supplements") or {}
+    if not sup:
+        return ""
+    return (" Its train and calib splits include the supplementary dataset" + ("s " if len(sup) > 1 else " ")
+            + ", ".join(f"`{t}` (`{d}`)" for t, d in sup.items())
+            + " (`toolprm_agents.training.supplement`: same-function parallel requests, one function called twice); "
+            "its test split is reported apart below.")
 
 
 def _supplement_reports(model, feats_dir: Path, supplements: dict[str, str], kind: str) -> dict:
@@ -733,11 +749,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             save_probe_judge(model, train["layers"], args.out, metadata=meta, kind=kind)
             k = "" if kind == "toolprm" else f" --kind {kind}"
             pm = " --policy-made" if args.policy_made else ""
+            fit_flags = pm + (f" --drop-origins {','.join(dropped)}" if dropped else "") + "".join(f" --with {t}={d}" for t, d in supplements.items())
+            extra = "".join(f"python -m toolprm_agents.training.supplement --recipe training/recipes/cpu-smollm2-large.yaml "
+                            f"--same-function 1.0 --out {d}\n"
+                            f"python -m toolprm_agents.training.probe{k} --stage extract --data {d} --tag {t} --splits test,calib,train\n"
+                            for t, d in supplements.items())
             command = ("nice -n 10 toolprm-agents train run training/recipes/cpu-smollm2-large.yaml --stages data,synth"
                        + (",branches,dataset   # branches: resumable, run again with --set branches.budget_minutes=N" if args.policy_made else ",dataset") + "\n"
                        f"python -m toolprm_agents.training.probe{k}{pm} --budget-minutes 60   # run again until the shards you want are there "
-                       f"(this {unit} judge: {report['train_examples']} train examples)\n"
-                       f"python -m toolprm_agents.training.probe{k}{pm} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
+                       f"(this {unit} judge: {report['train_examples']} train examples)\n" + extra +
+                       f"python -m toolprm_agents.training.probe{k}{fit_flags} --stage fit" + (f" --bfcl {args.bfcl}" if args.bfcl else "") + f" --out {args.out}")
             Path(args.out, "README.md").write_text(model_card(report, command))
             print(f"wrote {args.out}")
     return 0
