@@ -53,15 +53,8 @@ def test_the_fit_puts_weight_on_the_feature_that_separates_right_from_wrong():
     assert fit_weights([[((0.0, 1.0, 0.0), False)]]) == {"policy": 1.0, "judge": 0.0, "vote": 0.0}
 
 
-def test_fitted_weights_in_the_judge_config_reach_the_search(tmp_path):
-    cfg = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.25, "vote": 0.5, "fitted_on": "test"})
-    assert cfg.search_weights["judge"] == 0.25
-    with pytest.raises(ScorerError, match="search_weights"):
-        JudgeConfig(search_weights={"judge": -1})
-
-    class Judge:
-        granularity, name, config = "step", "stub", cfg
-
+def _stub_scorer(cfg: JudgeConfig):
+    """A step judge with ``cfg`` as its checkpoint config; never asked to score."""
     from toolprm_agents.interfaces import Scorer
 
     class StubScorer(Scorer):
@@ -72,7 +65,16 @@ def test_fitted_weights_in_the_judge_config_reach_the_search(tmp_path):
 
     stub = StubScorer()
     stub.config = cfg
-    search = ToolPRMSearch(policy=object(), scorer=stub, config=SearchConfig())
+    return stub
+
+
+def test_fitted_weights_in_the_judge_config_reach_the_search(tmp_path):
+    cfg = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.25, "vote": 0.5, "fitted_on": "test"})
+    assert cfg.search_weights["judge"] == 0.25
+    with pytest.raises(ScorerError, match="search_weights"):
+        JudgeConfig(search_weights={"judge": -1})
+
+    search = ToolPRMSearch(policy=object(), scorer=_stub_scorer(cfg), config=SearchConfig())
     assert search.weights(SearchConfig()) == (1.0, 0.25, 0.5)
     assert search.weights(SearchConfig(judge_weight=0.0)) == (1.0, 0.0, 0.5)  # the config overrides
     assert search.weights(SearchConfig(rank="prm")) == (1.0, 1.0, 1.0)  # the paper's ranking ignores them
@@ -124,18 +126,8 @@ def test_verify_is_chosen_per_decision_type_only_where_the_judge_beats_the_polic
 
 
 def test_a_stored_verify_setting_reaches_the_search_and_a_bad_one_is_refused():
-    from toolprm_agents.interfaces import Scorer
-
     cfg = JudgeConfig(search_weights={"policy": 1.0, "judge": 0.5, "vote": 0.5, "verify": 0.5, "verify_types": ["end"]})
-
-    class StubScorer(Scorer):
-        granularity = "step"
-
-        def session(self, *a, **k):  # pragma: no cover - not searched here
-            raise AssertionError
-
-    stub = StubScorer()
-    stub.config = cfg
+    stub = _stub_scorer(cfg)
     search = ToolPRMSearch(policy=object(), scorer=stub, config=SearchConfig())
     assert search.verify(SearchConfig()) == (0.5, ("end",))
     assert search.verify(SearchConfig(verify=0.0)) == (0.0, ("end",)), "the config overrides the threshold"
