@@ -329,6 +329,11 @@ def test_a_supplements_shards_merge_into_train_and_calib_and_its_test_is_reporte
     card = (tmp_path / "judge" / "README.md").read_text()
     assert "supplementary dataset `samefn`" in card and "## The samefn supplement's test split" in card
     assert f"--tag samefn" in card and f"--with samefn={supp} --stage fit" in card, "the rebuild command makes and merges the supplement"
+    assert main(["--stage", "evaluate", "--checkpoint", str(tmp_path / "judge"), "--data", str(data), "--work", str(work),
+                 "--with", f"samefn={supp}"]) == 0
+    evaluated = json.loads((work / "report-eval-judge.json").read_text())
+    assert evaluated["test-samefn"]["judgements"] == len(load_features(work / "features", "test-samefn")["labels"]) > 0, \
+        "evaluate reports the supplement's test too"
     report = json.loads((work / "report-with-samefn.json").read_text())
     assert report["train_units"] == len(merged["labels"]) and report["supplements"] == {"samefn": str(supp)}
     assert report["test-samefn"]["judgements"] == len(load_features(work / "features", "test-samefn")["labels"]) > 0

@@ -36,7 +36,7 @@ from .interfaces import Candidate, PolicySession
 from .prompt import normalize_messages
 from .schema import to_tool_specs
 from .backends.transformers_judges import Granularity, Scorer, ScorerSession, is_judge_point, load_scorer
-from .steps import DECISION_TYPES, Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan, check_decision_types, decision_type
+from .steps import DECISION_TYPES, Call, PartialAnswer, PlanLimits, Step, StepKind, StepPlan, check_decision_types
 
 Strategy = Literal["greedy", "best_of_n", "beam", "self_consistency"]
 Rank = Literal["combined", "prm"]
@@ -70,7 +70,7 @@ class SearchConfig:
             when the judge's score is below ``verify`` (a calibrated judge's 0.5: "more likely
             wrong than right"); 0: never ask where the policy is sure; ``None`` (default): the
             judge checkpoint's ``search_weights["verify"]``, else 0.
-        verify_types: the decision types (:data:`DECISION_TYPES`, :func:`decision_type`) where
+        verify_types: the decision types (:data:`~toolprm_agents.steps.DECISION_TYPES`) where
             ``verify`` asks the judge: ``end`` (another call or the end of the answer, "no
             call" included), ``arg_end``, ``name``, ``value``. ``None`` (default): the judge
             checkpoint's ``search_weights["verify_types"]`` (chosen on its calib split), else all.
@@ -403,7 +403,8 @@ class SearchRun:
         self.policy_weight, self.judge_weight, self.vote_weight = weights
         # where the policy is sure, ask the judge below this score, at these decision types
         if verify is None:
-            verify = (float(config.verify or 0.0), tuple(config.verify_types or DECISION_TYPES))
+            r = resolve_settings(config, None)
+            verify = (r["verify"], r["verify_types"])
         self.verify, self.verify_types = verify
         self.t0 = time.perf_counter()
         self._base_tokens = self._tokens()  # the prompt, read before the search starts
@@ -779,6 +780,11 @@ def resolve_settings(config: SearchConfig, stored: dict | None) -> dict[str, Any
     return {"weights": weights, "verify": float(threshold), "verify_types": tuple(types)}
 
 
+def settings_record(settings: dict[str, Any]) -> dict[str, Any]:
+    """:func:`resolve_settings`' result as a run records it (``resolved`` in its config.json)."""
+    return {"weights": list(settings["weights"]), "verify": settings["verify"], "verify_types": list(settings["verify_types"])}
+
+
 class ToolPRMSearch:
     """A policy, a scorer and a search config: ``search(messages, tools) -> SearchResult``.
 
@@ -816,14 +822,18 @@ class ToolPRMSearch:
             return getattr(getattr(self.scorer, "config", None), "search_weights", None) or {}
         return {}
 
+    def settings(self, config: SearchConfig) -> dict[str, Any]:
+        """:func:`resolve_settings` of ``config`` with this search's judge checkpoint."""
+        return resolve_settings(config, self._stored(config))
+
     def weights(self, config: SearchConfig) -> tuple[float, float, float]:
         """(policy, judge, vote) weights: the config's, else the judge checkpoint's ``search_weights``, else 1."""
-        return resolve_settings(config, self._stored(config))["weights"]
+        return self.settings(config)["weights"]
 
     def verify(self, config: SearchConfig) -> tuple[float, tuple[str, ...]]:
         """(threshold, decision types) of ``verify``: the config's, else the judge checkpoint's
         ``search_weights["verify"]`` / ``["verify_types"]``, else off / every type."""
-        r = resolve_settings(config, self._stored(config))
+        r = self.settings(config)
         return r["verify"], r["verify_types"]
 
     def judge_answer(self, messages: Any, tools: Sequence[Any], result: SearchResult) -> list[float | None]:
@@ -859,8 +869,9 @@ class ToolPRMSearch:
             factory = lambda: scorer.session(msgs, plan, compute, policy_session=policy)  # noqa: E731
         elif config.strategy in NEEDS_SCORER and not (config.strategy == "beam" and config.rank == "combined"):
             raise SearchError(f"strategy {config.strategy!r} needs a scorer")
-        weights = self.weights(config) if factory is not None else (1.0, 0.0, 1.0)
-        verify = self.verify(config) if factory is not None else (0.0, DECISION_TYPES)
+        settings = self.settings(config) if factory is not None else None
+        weights = settings["weights"] if settings else (1.0, 0.0, 1.0)
+        verify = (settings["verify"], settings["verify_types"]) if settings else (0.0, DECISION_TYPES)
         run = SearchRun(policy, plan, config, compute, factory, unit, on_event, weights, verify)
         if factory is not None and not (config.strategy == "beam" and config.rank == "combined" and unit == "step"):
             run.scorer  # the paper's strategies judge from the first round
@@ -910,6 +921,7 @@ __all__ = [
     "weighted_vote",
     "canonical",
     "resolve_settings",
+    "settings_record",
     "STRATEGIES",
     "SearchRun",
     "Found",

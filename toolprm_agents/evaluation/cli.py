@@ -37,20 +37,28 @@ def scorer_record(args: argparse.Namespace) -> dict | None:
     """What scores the candidates (None for greedy), without loading it."""
     if search_config(args).strategy not in NEEDS_SCORER:
         return None
-    name = args.scorer.lower().replace("-", "")
+    name, checkpoint, config = _judge(args)
     if name == "likelihood":
         return {"name": "likelihood", "checkpoint": None, "trained": None}
+    return {"name": name, "checkpoint": checkpoint, "trained": bool(config.trained) if config is not None else None}
+
+
+def _judge(args: argparse.Namespace) -> tuple[str, str | None, JudgeConfig | None]:
+    """``(scorer name, checkpoint as recorded, its JudgeConfig)`` of the options, without
+    loading the judge; the config is ``None`` for the likelihood scorer and for a judge whose
+    config cannot be read here (a server or vLLM judge)."""
+    name = args.scorer.lower().replace("-", "")
+    if name == "likelihood":
+        return name, None, None
     if args.prm:
         checkpoint, where = args.prm, Path(args.prm)
     else:
         where = packaged_checkpoint(name)
         checkpoint = f"packaged:{where.name}"
-    trained = None
     try:
-        trained = bool(JudgeConfig.load(where).trained)
+        return name, checkpoint, JudgeConfig.load(where)
     except ScorerError:
-        pass
-    return {"name": name, "checkpoint": checkpoint, "trained": trained}
+        return name, checkpoint, None
 
 
 def method_tag(args: argparse.Namespace) -> str:
@@ -93,21 +101,15 @@ def resolved_record(args: argparse.Namespace) -> dict | None:
     """The combined search's weights and ``verify`` setting as the run will use them (the
     judge checkpoint's ``search_weights`` where the options leave them open), without loading
     the judge; ``None`` for other strategies or a judge whose config cannot be read here."""
-    from ..search import resolve_settings
+    from ..search import resolve_settings, settings_record
 
     cfg = search_config(args)
     if not (cfg.strategy == "beam" and cfg.rank == "combined"):
         return None
-    name = args.scorer.lower().replace("-", "")
-    stored: dict = {}
-    if name != "likelihood":
-        where = Path(args.prm) if args.prm else packaged_checkpoint(name)
-        try:
-            stored = JudgeConfig.load(where).search_weights or {}
-        except ScorerError:
-            return None  # a server or vLLM judge: its settings are read when it loads
-    r = resolve_settings(cfg, stored)
-    return {"weights": list(r["weights"]), "verify": r["verify"], "verify_types": list(r["verify_types"])}
+    name, _, config = _judge(args)
+    if name != "likelihood" and config is None:
+        return None  # a server or vLLM judge: its settings are read when it loads
+    return settings_record(resolve_settings(cfg, (config.search_weights if config is not None else None) or {}))
 
 
 def eval_config(args: argparse.Namespace, out: str) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .stats import wilson
+from ..steps import DECISION_TYPES
 
 X_AXES = {
     "tokens": ("tokens_total", "mean tokens per item (prefilled + generated + read by the scorer)"),
@@ -96,7 +97,7 @@ def method_label(run: dict) -> str:
     if float(verify or 0) > 0:
         label += f", verify {float(verify):g}"
         types = s.get("verify_types") if s.get("verify_types") is not None else resolved.get("verify_types")
-        if types and set(types) != {"end", "arg_end", "name", "value"}:
+        if types and set(types) != set(DECISION_TYPES):
             label += f" ({'/'.join(types)})"
     return label
 

@@ -412,10 +412,10 @@ def describe_search(search: Any) -> dict:
             "checkpoint": str(getattr(scorer, "checkpoint", "")) or None,
             "trained": getattr(getattr(scorer, "config", None), "trained", None),
         }
-        if cfg.strategy == "beam" and cfg.rank == "combined" and hasattr(search, "verify"):
-            # what the checkpoint filled in where the config left it open (``None``)
-            threshold, types = search.verify(cfg)
-            out["resolved"] = {"weights": list(search.weights(cfg)), "verify": threshold, "verify_types": list(types)}
+        if cfg.strategy == "beam" and cfg.rank == "combined" and hasattr(search, "settings"):
+            from ..search import settings_record
+
+            out["resolved"] = settings_record(search.settings(cfg))  # what the checkpoint filled in
     else:
         out["scorer"] = None
     policy = getattr(search, "policy", None)

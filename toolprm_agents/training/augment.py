@@ -209,7 +209,9 @@ def same_function_pairs(examples: Sequence[Example], config: AugmentConfig, spli
     examples, each joined with another of the same source and split (``split_of_base(base
     id)``) whose gold calls call the same function with the same definition (pairs of identical
     answers are skipped: two equal calls are a repeat, not two requests; a pair is joined in
-    one order only). Returns the examples and how many drawn examples found no partner.
+    one order only); a one-call example without such a partner is joined with itself
+    :func:`restated` with other values. Returns the examples and how many drawn examples could
+    be joined with neither.
 
         >>> from toolprm_agents.training.sources import Example
         >>> t = {"name": "f", "description": "", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}

@@ -589,7 +589,7 @@ def _supplement_reports(model, feats_dir: Path, supplements: dict[str, str], kin
     return out
 
 
-def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
+def _evaluate_checkpoint(args, feats_dir: Path, work: Path, supplements: dict[str, str]) -> int:
     """``--stage evaluate``: the test-split table of an existing probe judge, on the features in
     ``--work`` (with ``--policy-made``, the policy-made units too), so that two judges are
     compared on the same held-out units. Writes ``report-eval-NAME.json``."""
@@ -615,7 +615,6 @@ def _evaluate_checkpoint(args, feats_dir: Path, work: Path) -> int:
     report = evaluate(model, test, load_dataset_split(args.data, "test"), args.kind)
     report["examples"] = len({k[0] for k in test["keys"]})
     report["checkpoint"] = str(ck)
-    supplements = dict(kv.partition("=")[::2] for kv in filter(None, args.with_.split(",")))
     report.update(_supplement_reports(model, feats_dir, supplements, args.kind))
     (work / f"report-eval-{ck.name}.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(f"{ck.name}: test AUROC {report['step_auroc']:.3f}, pick accuracy {report['decision_pick_acc']:.3f} "
@@ -699,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 extract(bfcl_rows(cat, args.bfcl_items), feats_dir, split=f"bfcl-{cat}", budget_seconds=left,
                         shard_size=args.shard_size, reverse=args.reverse, kind=kind)
     if args.stage == "evaluate":
-        return _evaluate_checkpoint(args, feats_dir, work)
+        return _evaluate_checkpoint(args, feats_dir, work, supplements)
     if args.stage in ("fit", "all"):
         tags = tuple(supplements)
         train, calib = (split_features(feats_dir, s, policy_made=args.policy_made, tags=tags) for s in ("train", "calib"))

@@ -220,32 +220,18 @@ def verify_table(decisions: Sequence[Decision], weights: dict[str, float], gate:
     """Per ``verify`` threshold (:attr:`SearchConfig.verify`): on the decisions the ``gate``
     commits (the policy's top candidate's share at or above it), how many the judge doubts
     (its raw score of the policy's top below the threshold) and how often the policy's top
-    and the weighted score's top are right there. Decisions cached without the judge's raw
-    score (older caches) are left out.
+    and the weighted score's top are right there (:func:`verify_by_type` over every decision).
+    Decisions cached without the judge's raw score (older caches) are left out.
 
         >>> d = [[((0.0, -2.0, 0.0, 0.1), False), ((-3.0, 2.0, 0.0, 0.9), True)]]
         >>> verify_table(d, {"policy": 1.0, "judge": 1.0}, verifies=(0.5,))[0]["weighted_right_doubted"]
         1
     """
-    usable = [d for d in decisions if any(r for _, r in d) and all(len(f) > 3 for f, _ in d)]
+    keys = ("decisions", "committed", "doubted", "policy_right_doubted", "weighted_right_doubted")
     rows = []
     for v in verifies:
-        row = {"gate": gate, "verify": v, "decisions": len(usable), "committed": 0, "doubted": 0,
-               "policy_right_doubted": 0, "weighted_right_doubted": 0}
-        for d in usable:
-            pol = [f[0] for f, _ in d]
-            top = max(pol)
-            if 1.0 / sum(math.exp(p - top) for p in pol) < gate:
-                continue  # the gate branches here anyway
-            row["committed"] += 1
-            by_policy = max(range(len(d)), key=lambda i: pol[i])
-            if d[by_policy][0][3] >= v:
-                continue
-            by_weights = max(range(len(d)), key=lambda i: sum(weights.get(k, 0.0) * x for k, x in zip(FEATURES, d[i][0])))
-            row["doubted"] += 1
-            row["policy_right_doubted"] += int(d[by_policy][1])
-            row["weighted_right_doubted"] += int(d[by_weights][1])
-        rows.append(row)
+        row = verify_by_type(decisions, ["all"] * len(decisions), weights, gate, v).get("all", {})
+        rows.append({"gate": gate, "verify": v, **{k: row.get(k, 0) for k in keys}})
     return rows
 
 
@@ -458,27 +444,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _typed(ids, decisions: dict, types_of: dict) -> tuple[list, list]:
-    """The decisions of the queries ``ids`` whose cache records their types, and the types."""
-    ds, ts = [], []
+def _typed(ids, decisions: dict, labels_of: dict) -> tuple[list, list]:
+    """The decisions of the queries ``ids`` whose cache records a label (kind or type) per
+    decision, and those labels (caches written before labels were recorded are left out)."""
+    ds, ls = [], []
     for i in ids:
-        types = types_of.get(i)
-        if types is not None and len(types) == len(decisions[i]):
+        labels = labels_of.get(i)
+        if labels is not None and len(labels) == len(decisions[i]):
             ds += decisions[i]
-            ts += types
-    return ds, ts
+            ls += labels
+    return ds, ls
 
 
 def _by_kind(ids, decisions: dict, kinds_of: dict, rankings: dict) -> dict:
     """:func:`pick_by_kind` over the queries ``ids`` whose cached decisions carry their kinds."""
-    ds, ks = [], []
-    for i in ids:
-        kinds = kinds_of.get(i)
-        if kinds is None or len(kinds) != len(decisions[i]):
-            continue  # cached before kinds were recorded
-        ds += decisions[i]
-        ks += kinds
-    return pick_by_kind(ds, ks, rankings)
+    return pick_by_kind(*_typed(ids, decisions, kinds_of), rankings)
 
 
 def _evaluate_only(args, checkpoint: str, ids: list[str], decisions: dict, kinds_of: dict, types_of: dict, work: Path) -> int:
